@@ -1,0 +1,185 @@
+"""Dagster assets made from the declarations: one factory, three kinds of input.
+
+- reference tables from assets/infrastructure/*.yaml (whole-table assets),
+- raw tables from a source connector (daily-partitioned),
+- derived tables from a SQL file (daily-partitioned or whole-table).
+Every one writes through `Warehouse.write`, so every table is created, validated and replaced the
+same way, from its contract.
+"""
+
+
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from pipelines.contracts import Contract
+from pipelines.declarations import Infrastructure, Source
+from pipelines.errors import DeclarationError
+from pipelines.sources import CONNECTORS
+from pipelines.sql_assets import SqlAssetSpec
+from pipelines.validation import Window
+from pipelines.warehouse import Warehouse
+
+WRITER_POOL = "warehouse_writer"  # one writer at a time: DuckDB allows one writing process
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse folder (setting MEGAWATT_WAREHOUSE_DIR)."""
+
+    directory: str
+
+    def get(self) -> Warehouse:
+        return Warehouse(self.directory)
+
+
+def column_schema(contract: Contract) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=c.name,
+                type=c.type,
+                description=c.description + (f" [{c.unit}]" if c.unit else ""),
+                constraints=dg.TableColumnConstraints(nullable=not c.required),
+            )
+            for c in contract.columns
+        ]
+    )
+
+
+# What an asset writes for a window: the data (frame or SQL), where it came from, SQL parameters.
+Compute = Callable[[Window | None], tuple[pl.DataFrame | str, str, dict]]
+
+
+def table_asset(
+    contract: Contract,
+    *,
+    group: str,
+    description: str,
+    deps: list[str],
+    partitions_def: dg.PartitionsDefinition | None,
+    partition_column: str | None,
+    compute: Compute,
+    rebuildable: bool,
+    metadata: dict | None = None,
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=contract.table,
+        group_name=group,
+        description=description,
+        deps=deps,
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
+        pool=WRITER_POOL,
+        kinds={"duckdb"},
+        metadata={
+            "dagster/column_schema": column_schema(contract),
+            "dagster/table_name": contract.table,
+            "contract": dg.MetadataValue.path(str(contract.path)),
+            **(metadata or {}),
+        },
+    )
+    def _table(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        window = None
+        if partitions_def is not None:
+            time_window = context.partition_time_window
+            window = Window(time_window.start.date(), time_window.end.date())
+        data, origin, params = compute(window)
+        report = warehouse.get().write(
+            contract,
+            data,
+            origin=origin,
+            window=window,
+            partition_column=partition_column,
+            params=params,
+            rebuildable=rebuildable,
+        )
+        for warning in report.warnings:
+            context.log.warning(f"{contract.table}: {warning}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": report.rows_in_table,
+                "rows_written": report.rows_written,
+                "window": f"[{window.start}, {window.end})" if window else "whole table",
+                "rules_checked": report.rules_checked,
+                "warnings": [str(w) for w in report.warnings],
+            }
+        )
+
+    return _table
+
+
+def reference_assets(infrastructure: Infrastructure, contracts: dict[str, Contract],
+                     assets_dir: Path) -> list[dg.AssetsDefinition]:
+    tables = infrastructure.tables()
+    order = {"sites": [], "asic_fleet": ["sites"], "gpu_fleet": ["sites"]}
+    return [
+        table_asset(
+            contracts[name],
+            group="reference",
+            description=contracts[name].description,
+            deps=deps,
+            partitions_def=None,
+            partition_column=None,
+            compute=lambda _w, name=name: (
+                tables[name], str(assets_dir / "infrastructure" / f"{name}.yaml"), {}
+            ),
+            rebuildable=True,
+        )
+        for name, deps in order.items()
+    ]
+
+
+def source_asset(name: str, source: Source, contract: Contract,
+                 partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    connector = CONNECTORS[source.connector]()
+
+    def compute(window: Window):
+        frame = connector.fetch(name, window, source.partition_column)
+        return frame, f"{source.connector} connector", {}
+
+    return table_asset(
+        contract,
+        group=source.group,
+        description=source.description,
+        deps=source.deps,
+        partitions_def=partitions_def,
+        partition_column=source.partition_column,
+        compute=compute,
+        rebuildable=False,
+        metadata={"connector": source.connector},
+    )
+
+
+def sql_asset(spec: SqlAssetSpec, contract: Contract, partitions_def: dg.PartitionsDefinition,
+              parameters: dict) -> dg.AssetsDefinition:
+    unknown = spec.parameters_used() - set(parameters) - {"start_date", "end_date"}
+    if unknown:
+        raise DeclarationError(f"{spec.path}: unknown query parameter(s) {sorted(unknown)}")
+    used = {k: v for k, v in parameters.items() if k in spec.parameters_used()}
+    partitioned = spec.header.partition_column is not None
+
+    def compute(window: Window | None):
+        params = dict(used)
+        if window is not None:
+            params.update(
+                {k: v for k, v in {"start_date": window.start, "end_date": window.end}.items()
+                 if k in spec.parameters_used()}
+            )
+        return spec.query, str(spec.path), params
+
+    return table_asset(
+        contract,
+        group=spec.header.group,
+        description=spec.header.description,
+        deps=spec.header.deps,
+        partitions_def=partitions_def if partitioned else None,
+        partition_column=spec.header.partition_column,
+        compute=compute,
+        rebuildable=True,
+        metadata={
+            "sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```"),
+            **{f"assumption/{k}": v for k, v in used.items()},
+        },
+    )

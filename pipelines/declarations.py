@@ -1,0 +1,216 @@
+"""The declarations under `assets/`: infrastructure (sites, fleets), sources and settings.
+
+Each YAML file is checked against a strict model (unknown keys, missing fields and wrong types are
+errors), and fleets must refer to declared sites. Errors name the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipelines.errors import DeclarationError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class IndexLinkedContract(Strict):
+    type: Literal["index_linked"]
+    adder_usd_per_mwh: float
+
+
+class FixedContract(Strict):
+    type: Literal["fixed"]
+    fixed_price_usd_per_mwh: float
+
+
+class Site(Strict):
+    site_id: str
+    name: str
+    country: str = Field(min_length=2, max_length=2)
+    bidding_zone: str
+    timezone: str
+    grid_capacity_mw: Positive
+    pue: Annotated[float, Field(ge=1, le=2)]
+    power_contract: Annotated[IndexLinkedContract | FixedContract, Field(discriminator="type")]
+
+
+class AsicFleet(Strict):
+    site_id: str
+    model: str
+    units: Annotated[int, Field(ge=0)]
+    th_per_unit: Positive
+    watts_per_unit: Positive
+    capex_usd_per_unit: Annotated[float, Field(ge=0)]
+    depreciation_years: Positive
+
+
+class GpuFleet(Strict):
+    site_id: str
+    gpu_model: str
+    gpu_variant: str
+    gpus: Annotated[int, Field(ge=0)]
+    kw_per_gpu: Positive
+    capex_usd_per_gpu: Annotated[float, Field(ge=0)]
+    depreciation_years: Positive
+
+
+class Source(Strict):
+    group: str
+    description: str
+    connector: Literal["sample"]
+    partition_column: str
+    deps: list[str] = []
+
+
+class Partitions(Strict):
+    start_date: date
+
+
+class Period(Strict):
+    start_date: date
+    end_date: date
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
+
+
+class Schedule(Strict):
+    cron: str
+    timezone: str
+
+
+class ReferenceGpuMarket(Strict):
+    source: str
+    lease_type: str
+
+
+class ReferenceGpu(Strict):
+    gpu_model: str
+    gpu_variant: str
+    kw_per_gpu: Positive
+    utilisation: Annotated[float, Field(gt=0, le=1)]
+
+
+class Economics(Strict):
+    reference_gpu_market: ReferenceGpuMarket
+    reference_gpu: ReferenceGpu
+
+
+class Settings(Strict):
+    partitions: Partitions
+    sample_period: Period
+    schedule: Schedule
+    economics: Economics
+
+
+def _read_yaml(path: Path, top_key: str):
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise DeclarationError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise DeclarationError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(doc, dict) or top_key not in doc:
+        raise DeclarationError(f"{path}: expected a top-level key {top_key!r}")
+    unknown = set(doc) - {top_key}
+    if unknown:
+        raise DeclarationError(f"{path}: unknown top-level key(s) {sorted(unknown)}")
+    return doc[top_key]
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("IndexLinked", "Fixed")))
+    value = "" if first["type"] == "missing" else f" (value {first.get('input')!r})"
+    return f"field {field!r}: {first['msg']}{value}"
+
+
+def _parse(model: type[Strict], data, where: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise DeclarationError(f"{where}: {_describe(e)}") from None
+
+
+def _parse_entries(path: Path, top_key: str, model: type[Strict]) -> list:
+    entries = _read_yaml(path, top_key)
+    if not isinstance(entries, list):
+        raise DeclarationError(f"{path}: {top_key!r} must be a list of entries")
+    parsed = []
+    for i, data in enumerate(entries, start=1):
+        label = data.get("site_id") if isinstance(data, dict) else None
+        parsed.append(_parse(model, data, f"{path}: entry {i} (site_id {label!r})"))
+    return parsed
+
+
+class Infrastructure(BaseModel):
+    sites: list[Site]
+    asic_fleet: list[AsicFleet]
+    gpu_fleet: list[GpuFleet]
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        """The reference tables `sites`, `asic_fleet` and `gpu_fleet`."""
+        sites = pl.DataFrame(
+            [
+                {
+                    **s.model_dump(exclude={"power_contract"}),
+                    "contract_type": s.power_contract.type,
+                    "adder_usd_per_mwh": getattr(s.power_contract, "adder_usd_per_mwh", None),
+                    "fixed_price_usd_per_mwh": getattr(
+                        s.power_contract, "fixed_price_usd_per_mwh", None
+                    ),
+                }
+                for s in self.sites
+            ]
+        )
+        return {
+            "sites": sites,
+            "asic_fleet": pl.DataFrame([f.model_dump() for f in self.asic_fleet]),
+            "gpu_fleet": pl.DataFrame([f.model_dump() for f in self.gpu_fleet]),
+        }
+
+
+def load_infrastructure(assets_dir: Path) -> Infrastructure:
+    folder = assets_dir / "infrastructure"
+    sites = _parse_entries(folder / "sites.yaml", "sites", Site)
+    site_ids = [s.site_id for s in sites]
+    duplicated = {s for s in site_ids if site_ids.count(s) > 1}
+    if duplicated:
+        raise DeclarationError(f"{folder / 'sites.yaml'}: site_id declared twice: {sorted(duplicated)}")
+    fleets = {}
+    for name, model in (("asic_fleet", AsicFleet), ("gpu_fleet", GpuFleet)):
+        path = folder / f"{name}.yaml"
+        fleets[name] = _parse_entries(path, name, model)
+        for i, fleet in enumerate(fleets[name], start=1):
+            if fleet.site_id not in site_ids:
+                raise DeclarationError(
+                    f"{path}: entry {i} (site_id {fleet.site_id!r}): field 'site_id': "
+                    f"unknown site {fleet.site_id!r}; declared sites: {', '.join(site_ids)}"
+                )
+    return Infrastructure(sites=sites, **fleets)
+
+
+def load_sources(assets_dir: Path) -> dict[str, Source]:
+    path = assets_dir / "sources.yaml"
+    entries = _read_yaml(path, "sources")
+    return {name: _parse(Source, data, f"{path}: source {name!r}") for name, data in entries.items()}
+
+
+def load_settings(assets_dir: Path) -> Settings:
+    path = assets_dir / "settings.yaml"
+    doc = yaml.safe_load(path.read_text())
+    return _parse(Settings, doc, str(path))

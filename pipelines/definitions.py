@@ -1,0 +1,79 @@
+"""The code location: everything here is built from assets/ and data_contracts/."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import UTC, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.assets import WarehouseResource, reference_assets, source_asset, sql_asset
+from pipelines.contracts import load_contracts
+from pipelines.declarations import load_infrastructure, load_settings, load_sources
+from pipelines.errors import DeclarationError
+from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, WAREHOUSE_DIR
+from pipelines.sql_assets import flatten, load_sql_assets
+
+DAILY_JOB = "daily"
+
+# Single-run backfills (one run for a range of days) are what make backfills fast here.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+
+def daily_schedule(job, cron: str, timezone: str) -> dg.ScheduleDefinition:
+    """Run `job` for yesterday's UTC day, at `cron` in `timezone` (settings.yaml)."""
+
+    @dg.schedule(name=f"{DAILY_JOB}_schedule", job=job, cron_schedule=cron,
+                 execution_timezone=timezone)
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        now_utc = context.scheduled_execution_time.astimezone(UTC)
+        yesterday = (now_utc - timedelta(days=1)).date().isoformat()
+        return dg.RunRequest(run_key=yesterday, partition_key=yesterday)
+
+    return _schedule
+
+
+def build_definitions(
+    assets_dir: Path = ASSETS_DIR,
+    contracts_dir: Path = CONTRACTS_DIR,
+    warehouse_dir: Path = WAREHOUSE_DIR,
+) -> dg.Definitions:
+    settings = load_settings(assets_dir)
+    infrastructure = load_infrastructure(assets_dir)
+    sources = load_sources(assets_dir)
+    sql_specs = load_sql_assets(assets_dir)
+    contracts = load_contracts(contracts_dir)
+
+    tables = ["sites", "asic_fleet", "gpu_fleet", *sources, *(s.table for s in sql_specs)]
+    without_contract = [t for t in tables if t not in contracts]
+    without_table = [c for c in contracts if c not in tables]
+    if without_contract or without_table:
+        raise DeclarationError(
+            f"every table needs a contract in {contracts_dir} and every contract a table: "
+            f"no contract for {without_contract}, no table for {without_table}"
+        )
+
+    daily = dg.DailyPartitionsDefinition(start_date=settings.partitions.start_date.isoformat())
+    parameters = flatten(settings.economics.model_dump())
+    assets = [
+        *reference_assets(infrastructure, contracts, assets_dir),
+        *(source_asset(name, s, contracts[name], daily) for name, s in sources.items()),
+        *(sql_asset(spec, contracts[spec.table], daily, parameters) for spec in sql_specs),
+    ]
+    daily_job = dg.define_asset_job(
+        DAILY_JOB,
+        selection=dg.AssetSelection.all(),
+        partitions_def=daily,
+        description="Every table for a range of UTC days: sources, then derived tables.",
+    )
+    return dg.Definitions(
+        assets=assets,
+        jobs=[daily_job],
+        schedules=[daily_schedule(daily_job, settings.schedule.cron, settings.schedule.timezone)],
+        resources={"warehouse": WarehouseResource(directory=str(warehouse_dir))},
+        executor=dg.in_process_executor,  # one process: the warehouse has one writer anyway
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,13 @@
+"""Errors that carry their context (file, entry, row, column, value, rule) and are shown as-is."""
+
+
+class MegawattError(Exception):
+    """Base of the pipeline's own errors."""
+
+
+class DeclarationError(MegawattError):
+    """A declaration or contract under assets/ or data_contracts/ is wrong."""
+
+
+class ContractViolation(MegawattError):
+    """Data broke a blocking rule of its table's contract; nothing was written."""
