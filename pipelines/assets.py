@@ -7,7 +7,6 @@ Every one writes through `Warehouse.write`, so every table is created, validated
 same way, from its contract.
 """
 
-
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def table_asset(
     *,
     group: str,
     description: str,
-    deps: list[str],
+    deps: list[str | dg.AssetDep],
     partitions_def: dg.PartitionsDefinition | None,
     partition_column: str | None,
     compute: Compute,
@@ -110,8 +109,9 @@ def table_asset(
     return _table
 
 
-def reference_assets(infrastructure: Infrastructure, contracts: dict[str, Contract],
-                     assets_dir: Path) -> list[dg.AssetsDefinition]:
+def reference_assets(
+    infrastructure: Infrastructure, contracts: dict[str, Contract], assets_dir: Path
+) -> list[dg.AssetsDefinition]:
     tables = infrastructure.tables()
     order = {"sites": [], "asic_fleet": ["sites"], "gpu_fleet": ["sites"]}
     return [
@@ -123,7 +123,9 @@ def reference_assets(infrastructure: Infrastructure, contracts: dict[str, Contra
             partitions_def=None,
             partition_column=None,
             compute=lambda _w, name=name: (
-                tables[name], str(assets_dir / "infrastructure" / f"{name}.yaml"), {}
+                tables[name],
+                str(assets_dir / "infrastructure" / f"{name}.yaml"),
+                {},
             ),
             rebuildable=True,
         )
@@ -131,8 +133,9 @@ def reference_assets(infrastructure: Infrastructure, contracts: dict[str, Contra
     ]
 
 
-def source_asset(name: str, source: Source, contract: Contract,
-                 partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def source_asset(
+    name: str, source: Source, contract: Contract, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
     connector = CONNECTORS[source.connector]()
 
     def compute(window: Window):
@@ -152,20 +155,36 @@ def source_asset(name: str, source: Source, contract: Contract,
     )
 
 
-def sql_asset(spec: SqlAssetSpec, contract: Contract, partitions_def: dg.PartitionsDefinition,
-              parameters: dict) -> dg.AssetsDefinition:
+def sql_asset(
+    spec: SqlAssetSpec,
+    contract: Contract,
+    partitions_def: dg.PartitionsDefinition,
+    parameters: dict,
+) -> dg.AssetsDefinition:
     unknown = spec.parameters_used() - set(parameters) - {"start_date", "end_date"}
     if unknown:
         raise DeclarationError(f"{spec.path}: unknown query parameter(s) {sorted(unknown)}")
     used = {k: v for k, v in parameters.items() if k in spec.parameters_used()}
     partitioned = spec.header.partition_column is not None
+    lookbacks = spec.header.lookbacks()
+    deps = [
+        dg.AssetDep(
+            name, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-lookbacks[name])
+        )
+        if name in lookbacks and partitioned
+        else name
+        for name in spec.header.dep_names()
+    ]
 
     def compute(window: Window | None):
         params = dict(used)
         if window is not None:
             params.update(
-                {k: v for k, v in {"start_date": window.start, "end_date": window.end}.items()
-                 if k in spec.parameters_used()}
+                {
+                    k: v
+                    for k, v in {"start_date": window.start, "end_date": window.end}.items()
+                    if k in spec.parameters_used()
+                }
             )
         return spec.query, str(spec.path), params
 
@@ -173,7 +192,7 @@ def sql_asset(spec: SqlAssetSpec, contract: Contract, partitions_def: dg.Partiti
         contract,
         group=spec.header.group,
         description=spec.header.description,
-        deps=spec.header.deps,
+        deps=deps,
         partitions_def=partitions_def if partitioned else None,
         partition_column=spec.header.partition_column,
         compute=compute,

@@ -1,38 +1,29 @@
 """`megawatt`: run the pipeline, read the warehouse, open the UI.
 
-    megawatt run [--start D --end D]   materialise every table for a range of UTC days
-                                       (default: the embedded sample period) and print the answer
-    megawatt sql "SELECT ..."          query the published warehouse (never blocked by a run)
-    megawatt ui                        start the Dagster UI on this project (dagster dev)
+megawatt run [--start D --end D]   materialise every table for a range of UTC days
+                                   (default: the embedded sample period) and print the answer
+megawatt sql "SELECT ..."          query the published warehouse (never blocked by a run)
+megawatt ui                        start the Dagster UI on this project (dagster dev)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from datetime import date
 from pathlib import Path
 
 from pipelines.settings import ASSETS_DIR, DAGSTER_HOME, PROJECT_DIR, WAREHOUSE_DIR
 
-DAGSTER_YAML = """\
-# Dagster's instance for this project: run history, schedules and event logs live in this folder.
-telemetry:
-  enabled: false
-concurrency:
-  pools:
-    # DuckDB allows one writing process per file: assets in pool `warehouse_writer` run one at a time.
-    default_limit: 1
-"""
-
 
 def prepare_dagster_home() -> Path:
     """DAGSTER_HOME (default ./dagster_home) with its dagster.yaml, so history survives restarts."""
     DAGSTER_HOME.mkdir(parents=True, exist_ok=True)
     config = DAGSTER_HOME / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    if not config.exists():  # a DAGSTER_HOME of the user's own starts from the project's config
+        shutil.copyfile(PROJECT_DIR / "dagster_home" / "dagster.yaml", config)
     os.environ["DAGSTER_HOME"] = str(DAGSTER_HOME)
     return DAGSTER_HOME
 
@@ -56,6 +47,7 @@ def run(start: date, end: date) -> bool:
                 ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
                 ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
             },
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
     if not result.success:
@@ -93,14 +85,17 @@ def print_summary(start: date, end: date) -> None:
     for site, mining, ai, basis, ai_days, days, uplift in rows:
         better = "ai" if ai > mining else "mining"
         note = "" if basis == "own_fleet" else "  (AI at market reference)"
-        print(f"{site:<16}{mining:>10.2f}{ai:>10.2f}  {better:<7}{ai_days:>4}/{days:<4}"
-              f"{uplift:>15,.0f}{note}")
+        print(
+            f"{site:<16}{mining:>10.2f}{ai:>10.2f}  {better:<7}{ai_days:>4}/{days:<4}"
+            f"{uplift:>15,.0f}{note}"
+        )
     print(f"\nWarehouse for SQL: {WAREHOUSE_DIR / 'megawatt.duckdb'}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="megawatt", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="megawatt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="materialise every table for a range of days")
     run_parser.add_argument("--start", type=date.fromisoformat, help="first UTC day (inclusive)")
@@ -135,4 +130,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

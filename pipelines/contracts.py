@@ -7,16 +7,16 @@ schema shown in the Dagster UI. The subset of ODCS used here:
   ``required``, ``primaryKey``/``primaryKeyPosition``, ``logicalTypeOptions.minimum/maximum``,
   ``customProperties`` ``unit``, and ``quality`` entries of metric ``invalidValues`` with
   ``arguments.validValues``.
-- ``schema[0].quality``: ``type: custom`` with ``engine: duckdb`` and an ``implementation`` that is a
-  row condition every row must meet; ``metric: rowCount`` with ``mustBeBetween`` (rows per
-  partition, or per table when unpartitioned).
+- ``schema[0].quality``: ``type: custom`` with ``engine: duckdb`` and an ``implementation``, a row
+  condition every row must meet (the row is ``new`` in correlated subqueries);
+  ``metric: rowCount`` with ``mustBeBetween`` (rows per partition day, or per table when
+  unpartitioned).
 Each rule may carry ``severity`` (``error`` blocks the write, ``warning`` is reported).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import yaml
@@ -102,7 +102,9 @@ def _column(table: str, path: Path, prop: dict) -> tuple[Column, list[Rule]]:
     where = f"{path}: column {name!r}"
     physical = str(prop.get("physicalType", "")).upper()
     if physical not in DUCKDB_TYPES:
-        raise DeclarationError(f"{where}: physicalType {physical!r} is not one of {sorted(DUCKDB_TYPES)}")
+        raise DeclarationError(
+            f"{where}: physicalType {physical!r} is not one of {sorted(DUCKDB_TYPES)}"
+        )
     if not prop.get("description"):
         raise DeclarationError(f"{where}: a description is required")
     options = prop.get("logicalTypeOptions") or {}
@@ -125,8 +127,9 @@ def _column(table: str, path: Path, prop: dict) -> tuple[Column, list[Rule]]:
     rules = []
     quoted = f'"{name}"'
     if column.required:
-        rules.append(Rule(f"{name}_not_null", f"{name} is required", "error", name,
-                          f"{quoted} IS NOT NULL"))
+        rules.append(
+            Rule(f"{name}_not_null", f"{name} is required", "error", name, f"{quoted} IS NOT NULL")
+        )
     if column.minimum is not None or column.maximum is not None:
         bounds = []
         if column.minimum is not None:
@@ -134,12 +137,26 @@ def _column(table: str, path: Path, prop: dict) -> tuple[Column, list[Rule]]:
         if column.maximum is not None:
             bounds.append(f"{quoted} <= {_sql_literal(column.maximum)}")
         described = " and ".join(b.replace(quoted, name) for b in bounds)
-        rules.append(Rule(f"{name}_range", described, "error", name,
-                          f"{quoted} IS NULL OR ({' AND '.join(bounds)})"))
+        rules.append(
+            Rule(
+                f"{name}_range",
+                described,
+                "error",
+                name,
+                f"{quoted} IS NULL OR ({' AND '.join(bounds)})",
+            )
+        )
     if valid_values is not None:
         listed = ", ".join(_sql_literal(v) for v in valid_values)
-        rules.append(Rule(f"{name}_valid_values", f"{name} in ({listed})", "error", name,
-                          f"{quoted} IS NULL OR {quoted} IN ({listed})"))
+        rules.append(
+            Rule(
+                f"{name}_valid_values",
+                f"{name} in ({listed})",
+                "error",
+                name,
+                f"{quoted} IS NULL OR {quoted} IN ({listed})",
+            )
+        )
     return column, rules
 
 
@@ -153,12 +170,17 @@ def _table_rule(path: Path, q: dict) -> Rule:
     description = (q.get("description") or "").strip()
     if q.get("type") == "custom" and q.get("engine") == "duckdb":
         condition = q["implementation"].strip()
-        return Rule(name, description or condition, severity, None,
-                    f"coalesce(({condition}), true)")
+        return Rule(
+            name, description or condition, severity, None, f"coalesce(({condition}), true)"
+        )
     if q.get("metric") == "rowCount" and "mustBeBetween" in q:
         low, high = q["mustBeBetween"]
-        return Rule(name, description or f"row count between {low} and {high}", severity,
-                    row_count_between=(int(low), int(high)))
+        return Rule(
+            name,
+            description or f"row count between {low} and {high}",
+            severity,
+            row_count_between=(int(low), int(high)),
+        )
     raise DeclarationError(f"{path}: rule {name!r}: unsupported quality rule {q}")
 
 
@@ -182,7 +204,6 @@ def parse_contract(path: Path) -> Contract:
     return Contract(table, description, tuple(columns), tuple(rules), path)
 
 
-@cache
 def load_contracts(directory: Path = CONTRACTS_DIR) -> dict[str, Contract]:
     """All contracts in `directory`, by table name."""
     contracts = {}

@@ -133,10 +133,15 @@ def _read_yaml(path: Path, top_key: str):
 
 
 def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("IndexLinked", "Fixed")))
-    value = "" if first["type"] == "missing" else f" (value {first.get('input')!r})"
-    return f"field {field!r}: {first['msg']}{value}"
+    """ "field 'a.b': message (value ...)" for each problem pydantic found."""
+    problems = []
+    for problem in error.errors():
+        field = ".".join(
+            str(p) for p in problem["loc"] if not str(p).startswith(("IndexLinked", "Fixed"))
+        )
+        value = "" if problem["type"] == "missing" else f" (value {problem.get('input')!r})"
+        problems.append(f"field {field!r}: {problem['msg']}{value}")
+    return "; ".join(problems)
 
 
 def _parse(model: type[Strict], data, where: str):
@@ -190,7 +195,9 @@ def load_infrastructure(assets_dir: Path) -> Infrastructure:
     site_ids = [s.site_id for s in sites]
     duplicated = {s for s in site_ids if site_ids.count(s) > 1}
     if duplicated:
-        raise DeclarationError(f"{folder / 'sites.yaml'}: site_id declared twice: {sorted(duplicated)}")
+        raise DeclarationError(
+            f"{folder / 'sites.yaml'}: site_id declared twice: {sorted(duplicated)}"
+        )
     fleets = {}
     for name, model in (("asic_fleet", AsicFleet), ("gpu_fleet", GpuFleet)):
         path = folder / f"{name}.yaml"
@@ -207,7 +214,9 @@ def load_infrastructure(assets_dir: Path) -> Infrastructure:
 def load_sources(assets_dir: Path) -> dict[str, Source]:
     path = assets_dir / "sources.yaml"
     entries = _read_yaml(path, "sources")
-    return {name: _parse(Source, data, f"{path}: source {name!r}") for name, data in entries.items()}
+    return {
+        name: _parse(Source, data, f"{path}: source {name!r}") for name, data in entries.items()
+    }
 
 
 def load_settings(assets_dir: Path) -> Settings:

@@ -24,8 +24,9 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 def daily_schedule(job, cron: str, timezone: str) -> dg.ScheduleDefinition:
     """Run `job` for yesterday's UTC day, at `cron` in `timezone` (settings.yaml)."""
 
-    @dg.schedule(name=f"{DAILY_JOB}_schedule", job=job, cron_schedule=cron,
-                 execution_timezone=timezone)
+    @dg.schedule(
+        name=f"{DAILY_JOB}_schedule", job=job, cron_schedule=cron, execution_timezone=timezone
+    )
     def _schedule(context: dg.ScheduleEvaluationContext):
         now_utc = context.scheduled_execution_time.astimezone(UTC)
         yesterday = (now_utc - timedelta(days=1)).date().isoformat()
@@ -64,7 +65,6 @@ def build_definitions(
     daily_job = dg.define_asset_job(
         DAILY_JOB,
         selection=dg.AssetSelection.all(),
-        partitions_def=daily,
         description="Every table for a range of UTC days: sources, then derived tables.",
     )
     return dg.Definitions(

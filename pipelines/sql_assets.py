@@ -2,11 +2,12 @@
 
     -- description: What the table holds.
     -- group: economics
-    -- deps: [btc_network_daily]
+    -- deps: [btc_network_daily, {fx_rates_daily: {lookback_days: 7}}]
     -- partition_column: date      # daily-partitioned on this column; omit for a whole-table asset
 
 The query may use `$start_date` and `$end_date` (the partition window, end exclusive) and any
-setting of `economics:` in assets/settings.yaml, flattened with `_` (e.g. `$reference_gpu_utilisation`).
+setting of `economics:` in assets/settings.yaml, flattened with `_`
+(e.g. `$reference_gpu_utilisation`).
 """
 
 from __future__ import annotations
@@ -16,17 +17,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from pipelines.declarations import Strict, _describe
 from pipelines.errors import DeclarationError
 
 
+class Lookback(Strict):
+    lookback_days: int = Field(ge=1)
+
+
 class SqlHeader(Strict):
     description: str
     group: str
-    deps: list[str]
+    # A table name, or {table: {lookback_days: N}} when a day also reads the N days before it
+    # (e.g. the latest FX rate published on or before the day).
+    deps: list[str | dict[str, Lookback]]
     partition_column: str | None = None
+
+    def lookbacks(self) -> dict[str, int]:
+        return {
+            name: options.lookback_days
+            for dep in self.deps
+            if isinstance(dep, dict)
+            for name, options in dep.items()
+        }
+
+    def dep_names(self) -> list[str]:
+        return [dep if isinstance(dep, str) else next(iter(dep)) for dep in self.deps]
 
 
 @dataclass(frozen=True)
@@ -47,7 +65,7 @@ def parse_sql_asset(path: Path) -> SqlAssetSpec:
         if not line.startswith("--"):
             break
         header_lines.append(line[2:].removeprefix(" "))
-    query = "\n".join(lines[len(header_lines):]).strip().rstrip(";")
+    query = "\n".join(lines[len(header_lines) :]).strip().rstrip(";")
     try:
         raw = yaml.safe_load("\n".join(header_lines)) or {}
         header = SqlHeader.model_validate(raw)

@@ -36,7 +36,9 @@ class Failure:
     example: str
 
     def __str__(self) -> str:
-        return f"rule {self.rule!r} ({self.description}) failed for {self.rows} row(s); {self.example}"
+        return (
+            f"rule {self.rule!r} ({self.description}) failed for {self.rows} row(s); {self.example}"
+        )
 
 
 def _quote(name: str) -> str:
@@ -82,8 +84,11 @@ def stage_typed(
             )
             if part
         )
-        return [Failure("columns_match_contract", f"columns are {wanted}", True, 0,
-                        f"{origin}: {detail}")]
+        return [
+            Failure(
+                "columns_match_contract", f"columns are {wanted}", True, 0, f"{origin}: {detail}"
+            )
+        ]
     source = "_source" if "_source" in present else f"'{origin}'"
     row = "_row" if "_row" in present else "row_number() OVER ()"
     con.execute(
@@ -108,8 +113,11 @@ def stage_typed(
                 f"SELECT *, _src AS _source, _rownum AS _row FROM incoming_rows "
                 f"WHERE {_quote(name)} IS NOT NULL AND {cast} IS NULL ORDER BY _rownum LIMIT 1",
             )
-            failures.append(Failure(f"{name}_type", f"{name} is {type_}", True, bad,
-                                    _where(row, contract, name)))
+            failures.append(
+                Failure(
+                    f"{name}_type", f"{name} is {type_}", True, bad, _where(row, contract, name)
+                )
+            )
     if not failures:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE new AS SELECT "
@@ -134,10 +142,20 @@ def _row_rules(con, contract: Contract, rules: list[Rule]) -> list[Failure]:
             (row,) = _fetch_dicts(
                 con, f"SELECT * FROM new WHERE NOT ({rule.condition}) ORDER BY _row LIMIT 1"
             )
-            mentioned = tuple(c for c in contract.column_names
-                              if re.search(rf"\b{c}\b", rule.condition) and c not in contract.key)
-            failures.append(Failure(rule.name, rule.description, rule.blocking, bad,
-                                    _where(row, contract, rule.column, mentioned)))
+            mentioned = tuple(
+                c
+                for c in contract.column_names
+                if re.search(rf"\b{c}\b", rule.condition) and c not in contract.key
+            )
+            failures.append(
+                Failure(
+                    rule.name,
+                    rule.description,
+                    rule.blocking,
+                    bad,
+                    _where(row, contract, rule.column, mentioned),
+                )
+            )
     return failures
 
 
@@ -157,7 +175,9 @@ def _unique_key(con, contract: Contract, rule: Rule) -> list[Failure]:
     return [Failure(rule.name, rule.description, rule.blocking, len(dupes), example)]
 
 
-def _row_count(con, rule: Rule, window: Window | None, partition_column: str | None) -> list[Failure]:
+def _row_count(
+    con, rule: Rule, window: Window | None, partition_column: str | None
+) -> list[Failure]:
     low, high = rule.row_count_between
     if window is None or partition_column is None:
         (n,) = con.execute("SELECT count(*) FROM new").fetchone()
@@ -182,8 +202,13 @@ def _partition_window(con, contract, window: Window, partition_column: str) -> l
         f"CAST({_quote(partition_column)} AS DATE) >= DATE '{window.start}' "
         f"AND CAST({_quote(partition_column)} AS DATE) < DATE '{window.end}'"
     )
-    rule = Rule("within_partition", f"{partition_column} within [{window.start}, {window.end})",
-                "error", partition_column, condition)
+    rule = Rule(
+        "within_partition",
+        f"{partition_column} within [{window.start}, {window.end})",
+        "error",
+        partition_column,
+        condition,
+    )
     return _row_rules(con, contract, [rule])
 
 

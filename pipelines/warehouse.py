@@ -130,8 +130,13 @@ class Warehouse:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return WriteReport(contract.table, written, total, len(contract.rules) + 2,
-                           [f for f in failures if not f.blocking])
+        return WriteReport(
+            contract.table,
+            written,
+            total,
+            len(contract.rules) + 2,
+            [f for f in failures if not f.blocking],
+        )
 
     def _ensure_table(self, con, contract: Contract, rebuildable: bool) -> None:
         existing = con.execute(

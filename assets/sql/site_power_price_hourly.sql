@@ -3,7 +3,7 @@
 --   the zone's day-ahead price times the latest FX rate published on or before that day, plus the
 --   adder. Fixed: the contract price.
 -- group: energy
--- deps: [sites, energy_prices_hourly, fx_rates_daily]
+-- deps: [sites, energy_prices_hourly, {fx_rates_daily: {lookback_days: 7}}]
 -- partition_column: ts
 WITH hours AS (
     SELECT range AS ts

@@ -1,0 +1,110 @@
+"""Infrastructure as data: the YAML declarations become the reference tables, and a typo in them
+fails with an error naming the file, the entry and the field."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from pipelines.declarations import load_infrastructure
+from pipelines.errors import DeclarationError
+
+
+def test_declarations_become_reference_tables(project):
+    result = project.run("2024-03-28", "2024-04-01")
+    assert result.success
+    declared = yaml.safe_load((project.assets_dir / "infrastructure" / "sites.yaml").read_text())
+    rows = project.query(
+        "SELECT site_id, country, contract_type, adder_usd_per_mwh, fixed_price_usd_per_mwh "
+        "FROM sites ORDER BY site_id"
+    )
+    expected = sorted(
+        (
+            s["site_id"],
+            s["country"],
+            s["power_contract"]["type"],
+            s["power_contract"].get("adder_usd_per_mwh"),
+            s["power_contract"].get("fixed_price_usd_per_mwh"),
+        )
+        for s in declared["sites"]
+    )
+    assert rows == expected
+    fleets = yaml.safe_load((project.assets_dir / "infrastructure" / "gpu_fleet.yaml").read_text())
+    (gpus,) = project.query("SELECT sum(gpus) FROM gpu_fleet")[0]
+    assert gpus == sum(f["gpus"] for f in fleets["gpu_fleet"])
+
+
+def test_a_new_site_is_an_edit_of_the_yaml(project):
+    path = project.assets_dir / "infrastructure" / "sites.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["sites"].append(
+        {**doc["sites"][-1], "site_id": "py-villarrica", "name": "Villarrica", "country": "PY"}
+    )
+    path.write_text(yaml.safe_dump(doc))
+    infrastructure = load_infrastructure(project.assets_dir)
+    assert "py-villarrica" in infrastructure.tables()["sites"]["site_id"].to_list()
+
+
+def _break(project, file: str, edit) -> str:
+    """Apply `edit` to the parsed YAML `file`, write it back, return the loader's error."""
+    path = project.assets_dir / "infrastructure" / file
+    doc = yaml.safe_load(path.read_text())
+    edit(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(DeclarationError) as error:
+        load_infrastructure(project.assets_dir)
+    return str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "expected"),
+    [
+        pytest.param(
+            "sites.yaml",
+            lambda d: d["sites"][1].update(grid_capacity_mvv=30),
+            r"sites\.yaml: entry 2 \(site_id 'no-narvik'\): field 'grid_capacity_mvv': "
+            r"Extra inputs are not permitted",
+            id="unknown-key",
+        ),
+        pytest.param(
+            "sites.yaml",
+            lambda d: d["sites"][0].pop("pue"),
+            r"sites\.yaml: entry 1 \(site_id 'se-lulea'\): field 'pue': Field required",
+            id="missing-field",
+        ),
+        pytest.param(
+            "asic_fleet.yaml",
+            lambda d: d["asic_fleet"][2].update(units="eighteen thousand"),
+            r"asic_fleet\.yaml: entry 3 \(site_id 'us-tx-rockdale'\): field 'units': "
+            r"Input should be a valid integer.*'eighteen thousand'",
+            id="wrong-type",
+        ),
+        pytest.param(
+            "sites.yaml",
+            lambda d: d["sites"][3]["power_contract"].update(type="fixed_price"),
+            r"sites\.yaml: entry 4 \(site_id 'ca-baie-comeau'\): field 'power_contract': "
+            r"Input tag 'fixed_price' found using 'type' does not match",
+            id="unknown-contract-type",
+        ),
+        pytest.param(
+            "gpu_fleet.yaml",
+            lambda d: d["gpu_fleet"][1].update(site_id="us-tx-rockdael"),
+            r"gpu_fleet\.yaml: entry 2 \(site_id 'us-tx-rockdael'\): field 'site_id': "
+            r"unknown site 'us-tx-rockdael'",
+            id="unknown-site",
+        ),
+    ],
+)
+def test_bad_declaration_names_file_entry_and_field(project, file, edit, expected):
+    message = _break(project, file, edit)
+    assert re.search(expected, message), message
+
+
+def test_norway_problem_is_caught(project):
+    """YAML reads an unquoted NO as false: the country field says so instead of storing False."""
+    path = project.assets_dir / "infrastructure" / "sites.yaml"
+    path.write_text(path.read_text().replace('country: "NO"', "country: NO"))
+    with pytest.raises(DeclarationError, match=r"entry 2 \(site_id 'no-narvik'\): field 'country'"):
+        load_infrastructure(project.assets_dir)

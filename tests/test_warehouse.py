@@ -1,0 +1,158 @@
+"""Writes are atomic and validated: a failure leaves the previous table, in the pipeline's file
+and in the published copy, and a bad row is reported with its file, row, column, value and rule."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+
+import pytest
+
+from pipelines.contracts import load_contracts
+from pipelines.declarations import load_infrastructure
+from pipelines.errors import ContractViolation
+from pipelines.settings import ASSETS_DIR, SAMPLE_DATA_DIR
+from pipelines.sources.sample import SampleConnector
+from pipelines.sql_assets import load_sql_assets
+from pipelines.validation import Window
+from pipelines.warehouse import Warehouse
+
+WINDOW = Window(date(2024, 4, 1), date(2024, 4, 3))
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse")
+
+
+@pytest.fixture
+def sample_dir(tmp_path):
+    """A copy of the sample data that a test may spoil."""
+    folder = tmp_path / "sample"
+    shutil.copytree(SAMPLE_DATA_DIR, folder)
+    return folder
+
+
+def _write_source(warehouse, table, data_dir, partition_column="date", window=WINDOW):
+    contract = load_contracts()[table]
+    frame = SampleConnector(data_dir).fetch(table, window, partition_column)
+    return warehouse.write(
+        contract,
+        frame,
+        origin="test",
+        window=window,
+        partition_column=partition_column,
+        rebuildable=False,
+    )
+
+
+def _published(warehouse, sql):
+    with warehouse.reader() as con:
+        return con.execute(sql).fetchall()
+
+
+def _spoil(path, line_number: int, column: str, value: str) -> None:
+    """Set `column` on line `line_number` (1 = header) of the CSV at `path` to `value`."""
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[line_number - 1].split(",")
+    cells[header.index(column)] = value
+    lines[line_number - 1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _line_of(path, prefix: str) -> int:
+    return next(
+        i for i, line in enumerate(path.read_text().splitlines(), 1) if line.startswith(prefix)
+    )
+
+
+@pytest.fixture
+def with_sites(warehouse):
+    tables = load_infrastructure(ASSETS_DIR).tables()
+    for name in ("sites", "asic_fleet", "gpu_fleet"):
+        warehouse.write(load_contracts()[name], tables[name], origin=f"{name}.yaml")
+    return warehouse
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "shown", "rule"),
+    [
+        ("hashrate_th_s", "lots", "'lots'", "rule 'hashrate_th_s_type' (hashrate_th_s is DOUBLE)"),
+        (
+            "uptime_pct",
+            "140",
+            "140.0",
+            "rule 'uptime_pct_range' (uptime_pct >= 0 and uptime_pct <= 100)",
+        ),
+        ("hashrate_th_s", "-5", "-5.0", "rule 'hashrate_th_s_range' (hashrate_th_s >= 0)"),
+        ("btc_mined", "", "None", "rule 'btc_mined_not_null' (btc_mined is required)"),
+        ("site_id", "no-narvk", "None", "rule 'site_declared' (The site is declared in sites.)"),
+    ],
+)
+def test_bad_value_is_reported_with_file_row_column_value_and_rule(
+    with_sites, sample_dir, column, value, shown, rule
+):
+    path = sample_dir / "mining_output_daily.csv"
+    line = _line_of(path, "2024-04-02,no-narvik,")
+    _spoil(path, line, column, value)
+    with pytest.raises(ContractViolation) as error:
+        _write_source(with_sites, "mining_output_daily", sample_dir)
+    message = str(error.value)
+    assert rule in message, message
+    if column == "site_id":  # a rule on the row as a whole names the row by its key
+        assert f"{path} row {line} (date=2024-04-02, site_id={value})" in message, message
+    else:
+        where = f"{path} row {line} (date=2024-04-02, site_id=no-narvik)"
+        assert f"{where}, column '{column}', value {shown}" in message, message
+    assert "nothing was written" in message
+
+
+def test_duplicate_key_names_both_rows(warehouse, sample_dir):
+    path = sample_dir / "btc_network_daily.csv"
+    lines = path.read_text().splitlines()
+    line = _line_of(path, "2024-04-02,")
+    lines.insert(line, lines[line - 1])  # the 2024-04-02 row twice
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        ContractViolation,
+        match=rf"rule 'key_unique' .*\(date=2024-04-02\) in "
+        rf"{path} rows \[{line}, {line + 1}\]",
+    ):
+        _write_source(warehouse, "btc_network_daily", sample_dir)
+
+
+def test_failed_write_leaves_previous_table_everywhere(warehouse, sample_dir):
+    _write_source(warehouse, "btc_network_daily", SAMPLE_DATA_DIR)
+    before = _published(warehouse, "SELECT * FROM btc_network_daily ORDER BY date")
+    path = sample_dir / "btc_network_daily.csv"
+    _spoil(path, _line_of(path, "2024-04-02,"), "price_usd", "-1")
+    with pytest.raises(ContractViolation, match="price_usd_range"):
+        _write_source(warehouse, "btc_network_daily", sample_dir)
+    assert _published(warehouse, "SELECT * FROM btc_network_daily ORDER BY date") == before
+    with warehouse.writer() as con:
+        assert con.execute("SELECT * FROM btc_network_daily ORDER BY date").fetchall() == before
+
+
+def test_query_that_raises_halfway_rolls_back(warehouse):
+    contract = load_contracts()["hashprice_daily"]
+    _write_source(warehouse, "btc_network_daily", SAMPLE_DATA_DIR)
+    spec = next(s for s in load_sql_assets(ASSETS_DIR) if s.table == "hashprice_daily")
+    params = {"start_date": WINDOW.start, "end_date": WINDOW.end}
+    warehouse.write(
+        contract, spec.query, origin="test", window=WINDOW, partition_column="date", params=params
+    )
+    before = _published(warehouse, "SELECT * FROM hashprice_daily ORDER BY date")
+    # the same query, failing on its second day: DuckDB's error() raises mid-execution
+    failing = spec.query.replace(
+        "    price_usd,\n",
+        "    CASE WHEN date = DATE '2024-04-02' THEN error('feed broke') ELSE price_usd END"
+        " AS price_usd,\n",
+        1,
+    )
+    with pytest.raises(Exception, match="feed broke"):
+        warehouse.write(
+            contract, failing, origin="test", window=WINDOW, partition_column="date", params=params
+        )
+    assert _published(warehouse, "SELECT * FROM hashprice_daily ORDER BY date") == before
+    assert len(before) == 2
