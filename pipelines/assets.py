@@ -113,7 +113,9 @@ def reference_assets(
     infrastructure: Infrastructure, contracts: dict[str, Contract], assets_dir: Path
 ) -> list[dg.AssetsDefinition]:
     tables = infrastructure.tables()
-    order = {"sites": [], "asic_fleet": ["sites"], "gpu_fleet": ["sites"]}
+    origins = {name: str(assets_dir / "infrastructure" / f"{name}.yaml") for name in tables}
+    origins["scenarios"] = str(assets_dir / "scenarios.yaml")
+    order = {"sites": [], "asic_fleet": ["sites"], "gpu_fleet": ["sites"], "scenarios": []}
     return [
         table_asset(
             contracts[name],
@@ -122,11 +124,7 @@ def reference_assets(
             deps=deps,
             partitions_def=None,
             partition_column=None,
-            compute=lambda _w, name=name: (
-                tables[name],
-                str(assets_dir / "infrastructure" / f"{name}.yaml"),
-                {},
-            ),
+            compute=lambda _w, name=name: (tables[name], origins[name], {}),
             rebuildable=True,
         )
         for name, deps in order.items()

@@ -61,35 +61,41 @@ def run(start: date, end: date) -> bool:
     return result.success
 
 
+SUMMARY_SQL = """
+SELECT scenario, site_id,
+       avg(mining_margin_usd_per_mwh) AS mining,
+       avg(ai_margin_usd_per_mwh) AS ai,
+       avg(mining_margin_after_depreciation_usd_per_mwh) AS mining_net,
+       avg(ai_margin_after_depreciation_usd_per_mwh) AS ai_net,
+       any_value(ai_capex_usd_per_mw) / (avg(ai_uplift_usd_per_mw_day) * 365) AS payback_years,
+       any_value(ai_basis) AS ai_basis
+FROM site_economics_daily
+WHERE date BETWEEN $start AND $end
+GROUP BY ALL
+ORDER BY scenario, site_id
+"""
+
+
 def print_summary(start: date, end: date) -> None:
+    """Per scenario and site: mean margin per MWh of mining and AI, and which is better."""
     from pipelines.warehouse import Warehouse
 
     with Warehouse(WAREHOUSE_DIR).reader() as con:
-        rows = con.execute(
-            """
-            SELECT site_id,
-                   avg(mining_margin_usd_per_mwh) AS mining,
-                   avg(ai_margin_usd_per_mwh) AS ai,
-                   any_value(ai_basis) AS ai_basis,
-                   count(*) FILTER (WHERE better_use = 'ai') AS ai_days,
-                   count(*) AS days,
-                   avg(ai_uplift_usd_per_mw_day) AS uplift
-            FROM site_economics_daily
-            WHERE date BETWEEN $start AND $end
-            GROUP BY site_id ORDER BY uplift DESC
-            """,
-            {"start": start, "end": end},
-        ).fetchall()
-    print(f"\nMargin per MWh by site, mean of UTC days {start} to {end} (USD):")
-    print(f"{'site':<16}{'mining':>10}{'ai':>10}  {'better':<7}{'ai days':>9}{'uplift/MW-day':>15}")
-    for site, mining, ai, basis, ai_days, days, uplift in rows:
+        rows = con.execute(SUMMARY_SQL, {"start": start, "end": end}).fetchall()
+    print(f"\nMargin per MWh, mean of UTC days {start} to {end}, USD (net = after depreciation):")
+    header = f"{'scenario':<10}{'site':<16}{'mining':>9}{'ai':>10}{'better':>8}"
+    print(header + f"{'mining net':>12}{'ai net':>10}{'better':>8}{'payback':>9}")
+    for scenario, site, mining, ai, mining_net, ai_net, payback, basis in rows:
         better = "ai" if ai > mining else "mining"
-        note = "" if basis == "own_fleet" else "  (AI at market reference)"
+        better_net = "ai" if ai_net > mining_net else "mining"
+        payback_text = f"{payback:.1f} y" if payback and payback > 0 else "never"
+        note = "" if basis == "own_fleet" else "  *"
         print(
-            f"{site:<16}{mining:>10.2f}{ai:>10.2f}  {better:<7}{ai_days:>4}/{days:<4}"
-            f"{uplift:>15,.0f}{note}"
+            f"{scenario:<10}{site:<16}{mining:>9.2f}{ai:>10.2f}{better:>8}"
+            f"{mining_net:>12.2f}{ai_net:>10.2f}{better_net:>8}{payback_text:>9}{note}"
         )
-    print(f"\nWarehouse for SQL: {WAREHOUSE_DIR / 'megawatt.duckdb'}")
+    print("* no GPUs at the site: AI valued at the reference GPU, market price and utilisation")
+    print(f"\nWarehouse for SQL (read-only, any time): {WAREHOUSE_DIR / 'megawatt.duckdb'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,6 +65,16 @@ class GpuFleet(Strict):
     depreciation_years: Positive
 
 
+class Scenario(Strict):
+    scenario: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    btc_price_change_pct: Annotated[float, Field(gt=-100)]
+    difficulty_growth_pct_per_month: Annotated[float, Field(gt=-100)]
+    gpu_price_change_pct_per_month: Annotated[float, Field(gt=-100)]
+    ai_utilisation: Annotated[float, Field(ge=0, le=1)] | None = None
+    from_date: date | None = None
+
+
 class Source(Strict):
     group: str
     description: str
@@ -103,6 +113,8 @@ class ReferenceGpu(Strict):
     gpu_variant: str
     kw_per_gpu: Positive
     utilisation: Annotated[float, Field(gt=0, le=1)]
+    capex_usd_per_gpu: Annotated[float, Field(ge=0)]
+    depreciation_years: Positive
 
 
 class Economics(Strict):
@@ -151,14 +163,14 @@ def _parse(model: type[Strict], data, where: str):
         raise DeclarationError(f"{where}: {_describe(e)}") from None
 
 
-def _parse_entries(path: Path, top_key: str, model: type[Strict]) -> list:
+def _parse_entries(path: Path, top_key: str, model: type[Strict], label: str = "site_id") -> list:
     entries = _read_yaml(path, top_key)
     if not isinstance(entries, list):
         raise DeclarationError(f"{path}: {top_key!r} must be a list of entries")
     parsed = []
     for i, data in enumerate(entries, start=1):
-        label = data.get("site_id") if isinstance(data, dict) else None
-        parsed.append(_parse(model, data, f"{path}: entry {i} (site_id {label!r})"))
+        name = data.get(label) if isinstance(data, dict) else None
+        parsed.append(_parse(model, data, f"{path}: entry {i} ({label} {name!r})"))
     return parsed
 
 
@@ -166,6 +178,7 @@ class Infrastructure(BaseModel):
     sites: list[Site]
     asic_fleet: list[AsicFleet]
     gpu_fleet: list[GpuFleet]
+    scenarios: list[Scenario]
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """The reference tables `sites`, `asic_fleet` and `gpu_fleet`."""
@@ -186,10 +199,12 @@ class Infrastructure(BaseModel):
             "sites": sites,
             "asic_fleet": pl.DataFrame([f.model_dump() for f in self.asic_fleet]),
             "gpu_fleet": pl.DataFrame([f.model_dump() for f in self.gpu_fleet]),
+            "scenarios": pl.DataFrame([s.model_dump() for s in self.scenarios]),
         }
 
 
-def load_infrastructure(assets_dir: Path) -> Infrastructure:
+def load_infrastructure(assets_dir: Path, partitions_start: date | None = None) -> Infrastructure:
+    """Sites, fleets and scenarios; a scenario's `from_date` defaults to `partitions_start`."""
     folder = assets_dir / "infrastructure"
     sites = _parse_entries(folder / "sites.yaml", "sites", Site)
     site_ids = [s.site_id for s in sites]
@@ -208,7 +223,16 @@ def load_infrastructure(assets_dir: Path) -> Infrastructure:
                     f"{path}: entry {i} (site_id {fleet.site_id!r}): field 'site_id': "
                     f"unknown site {fleet.site_id!r}; declared sites: {', '.join(site_ids)}"
                 )
-    return Infrastructure(sites=sites, **fleets)
+    scenarios = _parse_entries(assets_dir / "scenarios.yaml", "scenarios", Scenario, "scenario")
+    names = [s.scenario for s in scenarios]
+    if "base" not in names or len(set(names)) != len(names):
+        raise DeclarationError(
+            f"{assets_dir / 'scenarios.yaml'}: scenario names must be unique and include 'base'"
+        )
+    scenarios = [
+        s.model_copy(update={"from_date": s.from_date or partitions_start}) for s in scenarios
+    ]
+    return Infrastructure(sites=sites, scenarios=scenarios, **fleets)
 
 
 def load_sources(assets_dir: Path) -> dict[str, Source]:

@@ -41,12 +41,12 @@ def build_definitions(
     warehouse_dir: Path = WAREHOUSE_DIR,
 ) -> dg.Definitions:
     settings = load_settings(assets_dir)
-    infrastructure = load_infrastructure(assets_dir)
+    infrastructure = load_infrastructure(assets_dir, settings.partitions.start_date)
     sources = load_sources(assets_dir)
     sql_specs = load_sql_assets(assets_dir)
     contracts = load_contracts(contracts_dir)
 
-    tables = ["sites", "asic_fleet", "gpu_fleet", *sources, *(s.table for s in sql_specs)]
+    tables = [*infrastructure.tables(), *sources, *(s.table for s in sql_specs)]
     without_contract = [t for t in tables if t not in contracts]
     without_table = [c for c in contracts if c not in tables]
     if without_contract or without_table:

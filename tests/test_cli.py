@@ -36,7 +36,7 @@ def test_main_job_builds_the_warehouse_and_prints_the_answer(tmp_path: Path):
     assert run.returncode == 0, run.stderr[-3000:]
     for site in ("se-lulea", "no-narvik", "us-tx-rockdale", "ca-baie-comeau"):
         assert site in run.stdout
-    assert "Margin per MWh by site" in run.stdout
+    assert "Margin per MWh, mean of UTC days 2024-03-21 to 2024-05-20" in run.stdout
 
     counts = _megawatt(
         "sql",

@@ -13,7 +13,6 @@ from pipelines.declarations import load_infrastructure
 from pipelines.errors import ContractViolation
 from pipelines.settings import ASSETS_DIR, SAMPLE_DATA_DIR
 from pipelines.sources.sample import SampleConnector
-from pipelines.sql_assets import load_sql_assets
 from pipelines.validation import Window
 from pipelines.warehouse import Warehouse
 
@@ -135,24 +134,18 @@ def test_failed_write_leaves_previous_table_everywhere(warehouse, sample_dir):
 
 
 def test_query_that_raises_halfway_rolls_back(warehouse):
-    contract = load_contracts()["hashprice_daily"]
+    contract = load_contracts()["btc_network_daily"]
     _write_source(warehouse, "btc_network_daily", SAMPLE_DATA_DIR)
-    spec = next(s for s in load_sql_assets(ASSETS_DIR) if s.table == "hashprice_daily")
-    params = {"start_date": WINDOW.start, "end_date": WINDOW.end}
-    warehouse.write(
-        contract, spec.query, origin="test", window=WINDOW, partition_column="date", params=params
-    )
-    before = _published(warehouse, "SELECT * FROM hashprice_daily ORDER BY date")
-    # the same query, failing on its second day: DuckDB's error() raises mid-execution
-    failing = spec.query.replace(
-        "    price_usd,\n",
-        "    CASE WHEN date = DATE '2024-04-02' THEN error('feed broke') ELSE price_usd END"
-        " AS price_usd,\n",
-        1,
+    before = _published(warehouse, "SELECT * FROM btc_network_daily ORDER BY date")
+    assert len(before) == 2
+    # rebuild the table from itself, failing on its second day: DuckDB's error() raises
+    # mid-execution, inside the write's transaction
+    failing = (
+        "SELECT * REPLACE (CASE WHEN date = DATE '2024-04-02' THEN error('feed broke') "
+        "ELSE price_usd * 2 END AS price_usd) FROM btc_network_daily"
     )
     with pytest.raises(Exception, match="feed broke"):
-        warehouse.write(
-            contract, failing, origin="test", window=WINDOW, partition_column="date", params=params
-        )
-    assert _published(warehouse, "SELECT * FROM hashprice_daily ORDER BY date") == before
-    assert len(before) == 2
+        warehouse.write(contract, failing, origin="test", window=WINDOW, partition_column="date")
+    assert _published(warehouse, "SELECT * FROM btc_network_daily ORDER BY date") == before
+    with warehouse.writer() as con:
+        assert con.execute("SELECT * FROM btc_network_daily ORDER BY date").fetchall() == before

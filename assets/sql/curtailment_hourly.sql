@@ -1,5 +1,5 @@
 -- description: >-
---   Hourly curtailment per site: run the miners only in hours whose power price is below that
+--   Hourly curtailment per site and scenario: run the miners only in hours whose power price is below that
 --   hour's breakeven (the expected revenue of a MWh at the day's hashprice and the fleet's
 --   all-in efficiency), and what that earns against running every hour at the day's operating rate.
 -- group: economics
@@ -9,6 +9,7 @@ WITH hours AS (
     SELECT
         power.ts,
         power.site_id,
+        mining.scenario,
         power.power_price_usd_per_mwh,
         -- A MWh runs 1000 / (J/TH) PH/s for an hour, which earns hashprice / 24 per PH/s.
         1000 * hashprice.hashprice_usd_per_ph_day / (24 * mining.efficiency_j_per_th)
@@ -18,7 +19,8 @@ WITH hours AS (
     FROM site_power_price_hourly AS power
     JOIN mining_profitability_daily AS mining
         ON mining.site_id = power.site_id AND mining.date = CAST(power.ts AS DATE)
-    JOIN hashprice_daily AS hashprice ON hashprice.date = mining.date
+    JOIN hashprice_daily AS hashprice
+        ON hashprice.date = mining.date AND hashprice.scenario = mining.scenario
     WHERE power.ts >= CAST($start_date AS TIMESTAMPTZ)
         AND power.ts < CAST($end_date AS TIMESTAMPTZ)
 ),
@@ -35,6 +37,7 @@ decided AS (
 SELECT
     ts,
     site_id,
+    scenario,
     power_price_usd_per_mwh,
     hour_breakeven_usd_per_mwh AS breakeven_usd_per_mwh,
     run_miners,
