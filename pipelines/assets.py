@@ -16,7 +16,7 @@ import polars as pl
 from pipelines.contracts import Contract
 from pipelines.declarations import Infrastructure, Source
 from pipelines.errors import DeclarationError
-from pipelines.sources import CONNECTORS
+from pipelines.sources import build_connector
 from pipelines.sql_assets import SqlAssetSpec
 from pipelines.validation import Window
 from pipelines.warehouse import Warehouse
@@ -132,13 +132,22 @@ def reference_assets(
 
 
 def source_asset(
-    name: str, source: Source, contract: Contract, partitions_def: dg.PartitionsDefinition
+    name: str,
+    source: Source,
+    contract: Contract,
+    partitions_def: dg.PartitionsDefinition,
+    sources_file: Path,
 ) -> dg.AssetsDefinition:
-    connector = CONNECTORS[source.connector]()
+    connectors = {
+        connector: build_connector(connector, settings, name, f"{sources_file}: source {name!r}")
+        for connector, settings in source.connectors.items()
+    }
 
     def compute(window: Window):
-        frame = connector.fetch(name, window, source.partition_column)
-        return frame, f"{source.connector} connector", {}
+        frames = [c.fetch(name, window, source.partition_column) for c in connectors.values()]
+        # connectors may type a column differently (text from files, numbers from APIs)
+        frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+        return frame, " + ".join(connectors), {}
 
     return table_asset(
         contract,
@@ -149,7 +158,7 @@ def source_asset(
         partition_column=source.partition_column,
         compute=compute,
         rebuildable=False,
-        metadata={"connector": source.connector},
+        metadata={"connectors": ", ".join(connectors)},
     )
 
 

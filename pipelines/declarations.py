@@ -78,8 +78,9 @@ class Scenario(Strict):
 class Source(Strict):
     group: str
     description: str
-    connector: Literal["sample"]
     partition_column: str
+    # connector name -> its settings; every listed connector runs and their rows are combined
+    connectors: dict[str, dict | None] = Field(min_length=1)
     deps: list[str] = []
 
 
@@ -144,7 +145,7 @@ def _read_yaml(path: Path, top_key: str):
     return doc[top_key]
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError) -> str:
     """ "field 'a.b': message (value ...)" for each problem pydantic found."""
     problems = []
     for problem in error.errors():
@@ -160,7 +161,7 @@ def _parse(model: type[Strict], data, where: str):
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise DeclarationError(f"{where}: {_describe(e)}") from None
+        raise DeclarationError(f"{where}: {describe_validation_error(e)}") from None
 
 
 def _parse_entries(path: Path, top_key: str, model: type[Strict], label: str = "site_id") -> list:

@@ -59,7 +59,10 @@ def build_definitions(
     parameters = flatten(settings.economics.model_dump())
     assets = [
         *reference_assets(infrastructure, contracts, assets_dir),
-        *(source_asset(name, s, contracts[name], daily) for name, s in sources.items()),
+        *(
+            source_asset(name, s, contracts[name], daily, assets_dir / "sources.yaml")
+            for name, s in sources.items()
+        ),
         *(sql_asset(spec, contracts[spec.table], daily, parameters) for spec in sql_specs),
     ]
     daily_job = dg.define_asset_job(

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError
 
-from pipelines.declarations import Strict, _describe
+from pipelines.declarations import Strict, describe_validation_error
 from pipelines.errors import DeclarationError
 
 
@@ -72,7 +72,7 @@ def parse_sql_asset(path: Path) -> SqlAssetSpec:
     except yaml.YAMLError as e:
         raise DeclarationError(f"{path}: the header is not valid YAML: {e}") from None
     except ValidationError as e:
-        raise DeclarationError(f"{path}: header {_describe(e)}") from None
+        raise DeclarationError(f"{path}: header {describe_validation_error(e)}") from None
     if not query:
         raise DeclarationError(f"{path}: no query after the header")
     return SqlAssetSpec(path.stem, header, query, path)

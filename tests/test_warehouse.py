@@ -12,7 +12,7 @@ from pipelines.contracts import load_contracts
 from pipelines.declarations import load_infrastructure
 from pipelines.errors import ContractViolation
 from pipelines.settings import ASSETS_DIR, SAMPLE_DATA_DIR
-from pipelines.sources.sample import SampleConnector
+from pipelines.sources.sample import SampleConnector, SampleSettings
 from pipelines.validation import Window
 from pipelines.warehouse import Warehouse
 
@@ -34,7 +34,7 @@ def sample_dir(tmp_path):
 
 def _write_source(warehouse, table, data_dir, partition_column="date", window=WINDOW):
     contract = load_contracts()[table]
-    frame = SampleConnector(data_dir).fetch(table, window, partition_column)
+    frame = SampleConnector(SampleSettings(data_dir=data_dir)).fetch(table, window, partition_column)
     return warehouse.write(
         contract,
         frame,

@@ -1,20 +1,52 @@
-"""Source connectors: each returns the rows of one raw table for a window of UTC days as a Polars
-frame with the contract's column names (values may still be text: the warehouse casts and
-validates them), plus `_source` and `_row` saying where each row came from. Connectors never write
-to the warehouse; the asset does."""
+"""Source connectors, chosen per raw table in assets/sources.yaml.
+
+A connector returns the rows of one raw table for a window of UTC days as a Polars frame with the
+contract's column names (values may still be text: the warehouse casts and validates them), plus
+`_source` (the file or URL, never a secret) and `_row` (the row within it) for error messages.
+Connectors never write to the warehouse; the asset does.
+
+Each connector class has a `Settings` model (its options in sources.yaml, checked strictly), a
+`tables` set (the raw tables it can load) and `fetch(table, window, partition_column)`.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import polars as pl
+from pydantic import BaseModel, ValidationError
 
+from pipelines.declarations import describe_validation_error
+from pipelines.errors import DeclarationError
 from pipelines.sources.sample import SampleConnector
 from pipelines.validation import Window
 
 
 class Connector(Protocol):
+    Settings: ClassVar[type[BaseModel]]
+    tables: ClassVar[set[str]]
+
+    def __init__(self, settings: BaseModel) -> None: ...
+
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame: ...
 
 
 CONNECTORS: dict[str, type[Connector]] = {"sample": SampleConnector}
+
+
+def build_connector(name: str, settings: dict | None, table: str, where: str) -> Connector:
+    """The connector `name` for `table`, with its settings checked; errors say `where`."""
+    if name not in CONNECTORS:
+        raise DeclarationError(f"{where}: unknown connector {name!r}; known: {sorted(CONNECTORS)}")
+    cls = CONNECTORS[name]
+    if table not in cls.tables:
+        raise DeclarationError(
+            f"{where}: connector {name!r} cannot load {table!r}; it loads {sorted(cls.tables)}"
+        )
+    try:
+        parsed = cls.Settings.model_validate(settings or {})
+    except ValidationError as e:
+        raise DeclarationError(
+            f"{where}: connector {name!r}: {describe_validation_error(e)}"
+        ) from None
+    return cls(parsed)

@@ -1,20 +1,33 @@
-"""The embedded sample: CSV files in pipelines/sample_data/, made by scripts/generate_sample.py."""
+"""The embedded sample: CSV files made by scripts/generate_sample.py (also the drop-file format)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict
 
 from pipelines.settings import SAMPLE_DATA_DIR
 from pipelines.validation import Window
 
 
+class SampleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data_dir: Path = SAMPLE_DATA_DIR
+
+
 class SampleConnector:
     """Reads `<table>.csv` from the sample folder, keeping the window's rows."""
 
-    def __init__(self, data_dir: Path = SAMPLE_DATA_DIR):
-        self.data_dir = data_dir
+    Settings: ClassVar[type[BaseModel]] = SampleSettings
+    tables: ClassVar[set[str]] = {
+        "btc_network_daily", "mining_output_daily", "energy_prices_hourly", "fx_rates_daily",
+        "gpu_market_prices_daily", "gpu_usage_daily",
+    }  # fmt: skip
+
+    def __init__(self, settings: SampleSettings | None = None):
+        self.data_dir = (settings or SampleSettings()).data_dir
 
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame:
         path = self.data_dir / f"{table}.csv"
