@@ -16,6 +16,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from pipelines.errors import MegawattError
 from pipelines.settings import ASSETS_DIR, DAGSTER_HOME, PROJECT_DIR, WAREHOUSE_DIR
 
 
@@ -42,6 +43,12 @@ def run(start: date, end: date, tables: list[str] | None = None) -> bool:
     from pipelines.definitions import DAILY_JOB, defs
 
     job = defs.resolve_job_def(DAILY_JOB)
+    days = job.partitions_def.get_partition_keys()
+    if start > end or start.isoformat() not in days or end.isoformat() not in days:
+        raise MegawattError(
+            f"cannot run UTC days {start} to {end}: the declared partitions are {days[0]} to "
+            f"{days[-1]} (assets/settings.yaml partitions), and start must not be after end"
+        )
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,
@@ -49,7 +56,8 @@ def run(start: date, end: date, tables: list[str] | None = None) -> bool:
                 ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
                 ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
             },
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            # failures are printed below, one line each; the full logs are in the run's history
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             asset_selection=[dg.AssetKey(t) for t in tables] if tables else None,
             raise_on_error=False,
         )
@@ -129,10 +137,15 @@ def main(argv: list[str] | None = None) -> int:
             print_summary(start, end)
         return 0
     if args.command == "sql":
+        import duckdb
+
         from pipelines.warehouse import Warehouse
 
         with Warehouse(WAREHOUSE_DIR).reader() as con:
-            con.sql(args.query).show(max_rows=100, max_width=200)
+            try:
+                con.sql(args.query).show(max_rows=100, max_width=200)
+            except duckdb.Error as e:
+                raise MegawattError(str(e)) from None
         return 0
     if args.command == "ui":
         prepare_dagster_home()
@@ -141,5 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def entry_point() -> int:
+    """`megawatt`: our own errors are shown as one line, not a traceback."""
+    try:
+        return main()
+    except MegawattError as e:
+        print(f"megawatt: {e}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())

@@ -25,6 +25,12 @@ from pipelines.errors import DeclarationError
 from pipelines.settings import CONTRACTS_DIR
 
 DUCKDB_TYPES = {"VARCHAR", "DOUBLE", "BIGINT", "INTEGER", "DATE", "TIMESTAMPTZ", "BOOLEAN"}
+# ODCS property keys; anything else is a typo (or a YAML flow mapping split at a comma)
+PROPERTY_KEYS = {
+    "name", "physicalType", "logicalType", "description", "required", "unique", "primaryKey",
+    "primaryKeyPosition", "logicalTypeOptions", "customProperties", "quality", "examples",
+    "tags", "classification", "businessName", "partitioned", "partitionKeyPosition",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,9 @@ def _sql_literal(value) -> str:
 def _column(table: str, path: Path, prop: dict) -> tuple[Column, list[Rule]]:
     name = prop.get("name")
     where = f"{path}: column {name!r}"
+    unknown = set(prop) - PROPERTY_KEYS
+    if unknown:
+        raise DeclarationError(f"{where}: unknown key(s) {sorted(unknown)}")
     physical = str(prop.get("physicalType", "")).upper()
     if physical not in DUCKDB_TYPES:
         raise DeclarationError(

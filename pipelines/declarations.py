@@ -86,6 +86,7 @@ class Source(Strict):
 
 class Partitions(Strict):
     start_date: date
+    end_date: date | None = None  # last day (inclusive); none: up to yesterday
 
 
 class Period(Strict):

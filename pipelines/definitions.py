@@ -21,7 +21,9 @@ DAILY_JOB = "daily"
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 
-def daily_schedule(job, cron: str, timezone: str) -> dg.ScheduleDefinition:
+def daily_schedule(
+    job, days: dg.DailyPartitionsDefinition, cron: str, timezone: str
+) -> dg.ScheduleDefinition:
     """Run `job` for yesterday's UTC day, at `cron` in `timezone` (settings.yaml)."""
 
     @dg.schedule(
@@ -30,6 +32,10 @@ def daily_schedule(job, cron: str, timezone: str) -> dg.ScheduleDefinition:
     def _schedule(context: dg.ScheduleEvaluationContext):
         now_utc = context.scheduled_execution_time.astimezone(UTC)
         yesterday = (now_utc - timedelta(days=1)).date().isoformat()
+        if not days.has_partition_key(yesterday):
+            return dg.SkipReason(
+                f"{yesterday} is not a declared partition (assets/settings.yaml partitions)"
+            )
         return dg.RunRequest(run_key=yesterday, partition_key=yesterday)
 
     return _schedule
@@ -55,7 +61,13 @@ def build_definitions(
             f"no contract for {without_contract}, no table for {without_table}"
         )
 
-    daily = dg.DailyPartitionsDefinition(start_date=settings.partitions.start_date.isoformat())
+    partitions = settings.partitions
+    daily = dg.DailyPartitionsDefinition(
+        start_date=partitions.start_date.isoformat(),
+        end_date=(partitions.end_date + timedelta(days=1)).isoformat()
+        if partitions.end_date
+        else None,
+    )
     parameters = flatten(settings.economics.model_dump())
     assets = [
         *reference_assets(infrastructure, contracts, assets_dir),
@@ -73,7 +85,9 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=[daily_job],
-        schedules=[daily_schedule(daily_job, settings.schedule.cron, settings.schedule.timezone)],
+        schedules=[
+            daily_schedule(daily_job, daily, settings.schedule.cron, settings.schedule.timezone)
+        ],
         resources={"warehouse": WarehouseResource(directory=str(warehouse_dir))},
         executor=dg.in_process_executor,  # one process: the warehouse has one writer anyway
     )

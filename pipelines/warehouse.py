@@ -73,6 +73,7 @@ class Warehouse:
         os.close(fd)
         try:
             shutil.copyfile(self.pipeline_path, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; readers may be other users
             os.replace(tmp, self.published_path)  # atomic: readers see the old or the new file
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -71,3 +71,18 @@ def test_workspace_loads_for_dagster_dev():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_a_range_outside_the_partitions_is_one_clear_line(tmp_path: Path):
+    env = {"MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"), "DAGSTER_HOME": str(tmp_path / "dh")}
+    run = _megawatt("run", "--start", "2024-04-10", "--end", "2024-04-01", env=env)
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        "megawatt: cannot run UTC days 2024-04-10 to 2024-04-01: the declared partitions are "
+        "2024-03-21 to 2024-05-20 (assets/settings.yaml partitions), and start must not be "
+        "after end"
+    )
+    query = _megawatt("sql", "SELECT 1", env=env)
+    assert query.returncode == 1
+    assert "does not exist yet: run `megawatt run` to build it" in query.stderr
+    assert "Traceback" not in query.stderr

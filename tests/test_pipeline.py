@@ -4,7 +4,9 @@ and re-running a partition replaces it."""
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime
 
+import dagster as dg
 import yaml
 
 from pipelines.contracts import load_contracts
@@ -65,3 +67,16 @@ def test_rerunning_a_partition_replaces_it(project):
     assert project.run("2024-04-05", "2024-04-05").success
     days = project.query("SELECT count(DISTINCT date), count(*) FROM btc_network_daily")[0]
     assert days == (4, 4)
+
+
+def test_daily_schedule_runs_yesterday_and_skips_undeclared_days(project):
+    schedule = project.definitions().resolve_schedule_def("daily_schedule")
+
+    def tick(at: datetime):
+        return schedule(dg.build_schedule_context(scheduled_execution_time=at))
+
+    request = tick(datetime(2024, 4, 2, 6, 30, tzinfo=UTC))
+    assert isinstance(request, dg.RunRequest) and request.partition_key == "2024-04-01"
+    skip = tick(datetime(2026, 11, 25, 6, 30, tzinfo=UTC))
+    assert isinstance(skip, dg.SkipReason)
+    assert "2026-11-24 is not a declared partition" in skip.skip_message

@@ -34,7 +34,9 @@ def sample_dir(tmp_path):
 
 def _write_source(warehouse, table, data_dir, partition_column="date", window=WINDOW):
     contract = load_contracts()[table]
-    frame = SampleConnector(SampleSettings(data_dir=data_dir)).fetch(table, window, partition_column)
+    frame = SampleConnector(SampleSettings(data_dir=data_dir)).fetch(
+        table, window, partition_column
+    )
     return warehouse.write(
         contract,
         frame,
