@@ -13,15 +13,17 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from pipelines.contracts import Contract
+from pipelines.contracts import Contract, Rule
 from pipelines.declarations import Infrastructure, Source
-from pipelines.errors import DeclarationError
+from pipelines.errors import ContractViolation, DeclarationError
 from pipelines.sources import build_connector
 from pipelines.sql_assets import SqlAssetSpec
-from pipelines.validation import Window
+from pipelines.validation import Validation, Window
 from pipelines.warehouse import Warehouse
 
 WRITER_POOL = "warehouse_writer"  # one writer at a time: DuckDB allows one writing process
+# The check every partitioned table gets: its rows lie in the run's days.
+WITHIN_PARTITION = Rule("within_partition", "rows lie within the partition's days", "error")
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -31,6 +33,37 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def get(self) -> Warehouse:
         return Warehouse(self.directory)
+
+
+def check_results(validation: Validation, quarantined: bool):
+    """One AssetCheckResult per rule. A row-level failure whose rows were quarantined is a
+    warning: the table itself only got rows that pass."""
+    for result in validation.results:
+        kept_out = quarantined and result.rule.row_level
+        severity = (
+            dg.AssetCheckSeverity.ERROR
+            if result.rule.blocking and not kept_out
+            else dg.AssetCheckSeverity.WARN
+        )
+        metadata = {"rule": result.rule.description}
+        if not result.passed:
+            metadata |= {
+                "failing_rows": result.rows,
+                "first_failure": result.example,
+                "rows_quarantined": result.rows if kept_out else 0,
+            }
+            if result.sample:
+                metadata["sample"] = dg.MetadataValue.md(markdown_table(result.sample))
+        yield dg.AssetCheckResult(
+            check_name=result.rule.name, passed=result.passed, severity=severity, metadata=metadata
+        )
+
+
+def markdown_table(rows: list[dict]) -> str:
+    names = list(rows[0])
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(str(r[n]) for n in names) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def column_schema(contract: Contract) -> dg.TableSchema:
@@ -63,6 +96,8 @@ def table_asset(
     rebuildable: bool,
     metadata: dict | None = None,
 ) -> dg.AssetsDefinition:
+    rules = [*contract.rules, *([WITHIN_PARTITION] if partitions_def is not None else [])]
+
     @dg.asset(
         name=contract.table,
         group_name=group,
@@ -76,8 +111,18 @@ def table_asset(
             "dagster/column_schema": column_schema(contract),
             "dagster/table_name": contract.table,
             "contract": dg.MetadataValue.path(str(contract.path)),
+            "quarantines_bad_rows": contract.quarantine,
             **(metadata or {}),
         },
+        check_specs=[
+            dg.AssetCheckSpec(
+                rule.name,
+                asset=contract.table,
+                description=rule.description,
+                blocking=rule.blocking,
+            )
+            for rule in rules
+        ],
     )
     def _table(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         window = None
@@ -85,28 +130,49 @@ def table_asset(
             time_window = context.partition_time_window
             window = Window(time_window.start.date(), time_window.end.date())
         data, origin, params = compute(window)
-        report = warehouse.get().write(
-            contract,
-            data,
-            origin=origin,
-            window=window,
-            partition_column=partition_column,
-            params=params,
-            rebuildable=rebuildable,
-        )
-        for warning in report.warnings:
-            context.log.warning(f"{contract.table}: {warning}")
-        return dg.MaterializeResult(
+        try:
+            report = warehouse.get().write(
+                contract,
+                data,
+                origin=origin,
+                window=window,
+                partition_column=partition_column,
+                params=params,
+                rebuildable=rebuildable,
+            )
+        except ContractViolation as violation:
+            if violation.validation is not None:  # show which rules failed, then fail the step
+                yield from check_results(violation.validation, contract.quarantine)
+            raise dg.Failure(description=str(violation)) from None
+        validation = report.validation
+        for failure in validation.failures:
+            context.log.warning(f"{contract.table}: {failure}")
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": report.rows_in_table,
                 "rows_written": report.rows_written,
+                "rows_quarantined": validation.rows_quarantined,
                 "window": f"[{window.start}, {window.end})" if window else "whole table",
-                "rules_checked": report.rules_checked,
-                "warnings": [str(w) for w in report.warnings],
-            }
+            },
+            check_results=list(check_results(validation, contract.quarantine)),
         )
 
     return _table
+
+
+def quarantine_asset(contract: Contract) -> dg.AssetSpec:
+    """The quarantine table, written by the raw assets beside their own tables."""
+    return dg.AssetSpec(
+        contract.table,
+        group_name="quality",
+        description=contract.description,
+        kinds={"duckdb"},
+        metadata={
+            "dagster/column_schema": column_schema(contract),
+            "dagster/table_name": contract.table,
+            "contract": dg.MetadataValue.path(str(contract.path)),
+        },
+    )
 
 
 def reference_assets(

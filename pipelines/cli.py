@@ -64,12 +64,19 @@ def run(start: date, end: date, tables: list[str] | None = None) -> bool:
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
-                error = event.step_failure_data.error
-                cause = error.cause or error
-                while cause.cause:
-                    cause = cause.cause
-                print(f"FAILED {event.step_key}: {cause.message.strip()}", file=sys.stderr)
+                print(f"FAILED {event.step_key}: {failure_message(event)}", file=sys.stderr)
     return result.success
+
+
+def failure_message(event) -> str:
+    """What went wrong in a failed step: our own message, or the innermost error's."""
+    data = event.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    while error.cause:
+        error = error.cause
+    return error.message.strip()
 
 
 SUMMARY_SQL = """

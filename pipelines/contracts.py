@@ -24,6 +24,9 @@ import yaml
 from pipelines.errors import DeclarationError
 from pipelines.settings import CONTRACTS_DIR
 
+# Every contract has these two rules besides its declared ones.
+COLUMNS_RULE = "columns_match_contract"
+TYPES_RULE = "types_match_contract"
 DUCKDB_TYPES = {"VARCHAR", "DOUBLE", "BIGINT", "INTEGER", "DATE", "TIMESTAMPTZ", "BOOLEAN"}
 # ODCS property keys; anything else is a typo (or a YAML flow mapping split at a comma)
 PROPERTY_KEYS = {
@@ -62,6 +65,11 @@ class Rule:
     def blocking(self) -> bool:
         return self.severity == "error"
 
+    @property
+    def row_level(self) -> bool:
+        """Judged row by row (so its failing rows can be quarantined)."""
+        return self.condition is not None or self.name == TYPES_RULE
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -70,6 +78,11 @@ class Contract:
     columns: tuple[Column, ...]
     rules: tuple[Rule, ...] = field(default=())
     path: Path | None = None
+    # rows breaking row-level rules go to the quarantine table and the rest are written
+    quarantine: bool = False
+
+    def rule(self, name: str) -> Rule:
+        return next(r for r in self.rules if r.name == name)
 
     @property
     def column_names(self) -> list[str]:
@@ -200,7 +213,11 @@ def parse_contract(path: Path) -> Contract:
     except (KeyError, TypeError, ValueError):
         raise DeclarationError(f"{path}: `schema` must hold exactly one table") from None
     table = obj["name"]
-    columns, rules = [], []
+    columns = []
+    rules = [
+        Rule(COLUMNS_RULE, "the batch has exactly the contract's columns", "error"),
+        Rule(TYPES_RULE, "every value casts to its column's type", "error"),
+    ]
     for prop in obj.get("properties") or []:
         column, column_rules = _column(table, path, prop)
         columns.append(column)
@@ -210,7 +227,9 @@ def parse_contract(path: Path) -> Contract:
     if key:
         rules.append(Rule("key_unique", f"one row per ({', '.join(key)})", "error", unique_key=key))
     rules.extend(_table_rule(path, q) for q in obj.get("quality") or [])
-    return Contract(table, description, tuple(columns), tuple(rules), path)
+    custom = {p["property"]: p["value"] for p in obj.get("customProperties") or []}
+    quarantine = bool(custom.get("quarantine", False))
+    return Contract(table, description, tuple(columns), tuple(rules), path, quarantine)
 
 
 def load_contracts(directory: Path = CONTRACTS_DIR) -> dict[str, Contract]:

@@ -8,12 +8,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.assets import WarehouseResource, reference_assets, source_asset, sql_asset
+from pipelines.assets import (
+    WarehouseResource,
+    quarantine_asset,
+    reference_assets,
+    source_asset,
+    sql_asset,
+)
 from pipelines.contracts import load_contracts
 from pipelines.declarations import load_infrastructure, load_settings, load_sources
 from pipelines.errors import DeclarationError
 from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, WAREHOUSE_DIR
 from pipelines.sql_assets import flatten, load_sql_assets
+from pipelines.warehouse import QUARANTINE_TABLE
 
 DAILY_JOB = "daily"
 
@@ -52,7 +59,7 @@ def build_definitions(
     sql_specs = load_sql_assets(assets_dir)
     contracts = load_contracts(contracts_dir)
 
-    tables = [*infrastructure.tables(), *sources, *(s.table for s in sql_specs)]
+    tables = [*infrastructure.tables(), *sources, *(s.table for s in sql_specs), QUARANTINE_TABLE]
     without_contract = [t for t in tables if t not in contracts]
     without_table = [c for c in contracts if c not in tables]
     if without_contract or without_table:
@@ -70,6 +77,7 @@ def build_definitions(
     )
     parameters = flatten(settings.economics.model_dump())
     assets = [
+        quarantine_asset(contracts[QUARANTINE_TABLE]),
         *reference_assets(infrastructure, contracts, assets_dir),
         *(
             source_asset(name, s, contracts[name], daily, assets_dir / "sources.yaml")

@@ -1,19 +1,22 @@
 """Validate a staged batch against its contract, inside the writer's transaction, in DuckDB SQL.
 
-The batch is checked as it will be stored: column names, types (a value that does not cast is a
-failure with its row), the partition window, then every rule of the contract in one scan. Failures
-name the source file or URL, the row, the column, the value and the rule.
+The batch is checked as it will be stored, in one scan: every row gets the list of row-level rules
+it breaks (a value that does not cast to its column's type, a null, a range, a set, a row
+condition, a day outside the partition); then the table-level rules (the key is unique, the row
+count per day) run on the rows that pass. Where the contract allows it, rows that break row-level
+rules are quarantined and the others go on; otherwise any failure of a blocking rule stops the
+write. Every result names the source file or URL, the row, the column, the value and the rule.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
 
-from pipelines.contracts import Contract, Rule
+from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Contract, Rule
 
 LINEAGE_COLUMNS = ("_source", "_row")  # where each incoming row came from, for error messages
 SAMPLE_ROWS = 5
@@ -28,34 +31,44 @@ class Window:
 
 
 @dataclass(frozen=True)
-class Failure:
-    rule: str
-    description: str
-    blocking: bool
-    rows: int
-    example: str
+class RuleResult:
+    """How one rule fared on a batch: `rows` failing (or days, or duplicated keys)."""
+
+    rule: Rule
+    rows: int = 0
+    example: str = ""
+    sample: list[dict] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.rows == 0
 
     def __str__(self) -> str:
         return (
-            f"rule {self.rule!r} ({self.description}) failed for {self.rows} row(s); {self.example}"
+            f"rule {self.rule.name!r} ({self.rule.description}) failed for {self.rows} row(s); "
+            f"{self.example}"
         )
 
 
-def _quote(name: str) -> str:
+@dataclass
+class Validation:
+    results: list[RuleResult]
+    rows_in: int = 0
+    rows_quarantined: int = 0
+
+    @property
+    def failures(self) -> list[RuleResult]:
+        return [r for r in self.results if not r.passed]
+
+    def blocking(self, quarantined: bool) -> list[RuleResult]:
+        """Failures that stop the write (row-level ones don't, when their rows are quarantined)."""
+        return [
+            r for r in self.failures if r.rule.blocking and not (quarantined and r.rule.row_level)
+        ]
+
+
+def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _where(row: dict, contract: Contract, column: str | None, mentioned: tuple = ()) -> str:
-    """'file F row R (key=...), column C, value V' for one failing row.
-
-    A rule on several columns shows the values of the `mentioned` ones instead.
-    """
-    keys = ", ".join(f"{k}={row[k]}" for k in contract.key if k in row and k != column)
-    at = f"{row['_source']} row {row['_row']}" + (f" ({keys})" if keys else "")
-    if column is not None:
-        return f"first at {at}, column {column!r}, value {row[column]!r}"
-    values = ", ".join(f"{c}={row[c]!r}" for c in mentioned if c in row)
-    return f"first at {at}" + (f": {values}" if values else "")
 
 
 def _fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
@@ -64,103 +77,155 @@ def _fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[
     return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
-def stage_typed(
-    con: duckdb.DuckDBPyConnection, contract: Contract, incoming: str, origin: str
-) -> list[Failure]:
-    """Create temp table `new` from `incoming`, cast to the contract's types.
+def _at(row: dict, contract: Contract, skip: str | None = None) -> str:
+    """'file F row R (key=...)' for one row."""
+    keys = ", ".join(f"{k}={row[k]}" for k in contract.key if row.get(k) is not None and k != skip)
+    return f"{row['_source']} row {row['_row']}" + (f" ({keys})" if keys else "")
 
-    Returns failures of the column-set and type rules (then `new` is not created).
-    """
+
+def _mentioned(rule: Rule, contract: Contract) -> list[str]:
+    return [
+        c
+        for c in contract.column_names
+        if rule.condition and re.search(rf"\b{c}\b", rule.condition) and c not in contract.key
+    ]
+
+
+def _row_rules(contract: Contract, window: Window | None, partition_column: str | None):
+    rules = [r for r in contract.rules if r.condition]
+    if window is not None and partition_column is not None:
+        day = f"CAST({quote(partition_column)} AS DATE)"
+        condition = f"{day} >= DATE '{window.start}' AND {day} < DATE '{window.end}'"
+        rules.append(
+            Rule("within_partition", f"{partition_column} within [{window.start}, {window.end})",
+                 "error", partition_column, condition)
+        )  # fmt: skip
+    return rules
+
+
+def _check_columns(con, contract: Contract, incoming: str, origin: str) -> RuleResult | None:
     present = [r[0] for r in con.execute(f"DESCRIBE {incoming}").fetchall()]
-    wanted = contract.column_names
-    missing = [c for c in wanted if c not in present]
-    unexpected = [c for c in present if c not in wanted and c not in LINEAGE_COLUMNS]
-    if missing or unexpected:
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing column(s) {missing}" if missing else "",
-                f"unexpected column(s) {unexpected}" if unexpected else "",
-            )
-            if part
-        )
-        return [
-            Failure(
-                "columns_match_contract", f"columns are {wanted}", True, 0, f"{origin}: {detail}"
-            )
-        ]
+    missing = [c for c in contract.column_names if c not in present]
+    unexpected = [c for c in present if c not in contract.column_names + list(LINEAGE_COLUMNS)]
+    if not (missing or unexpected):
+        return None
+    parts = [f"missing column(s) {missing}" if missing else "",
+             f"unexpected column(s) {unexpected}" if unexpected else ""]  # fmt: skip
+    detail = "; ".join(p for p in parts if p)
+    return RuleResult(contract.rule(COLUMNS_RULE), 1, f"{origin}: {detail}")
+
+
+def validate(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    incoming: str,
+    origin: str,
+    window: Window | None,
+    partition_column: str | None,
+) -> Validation:
+    """Check relation `incoming` against `contract`.
+
+    Leaves temp table `checked` (the typed rows, with `_failed`: the row-level rules each breaks)
+    and view `new` (the rows that break none) for the writer.
+    """
+    columns_result = _check_columns(con, contract, incoming, origin)
+    if columns_result:
+        rest = [RuleResult(r) for r in contract.rules if r.name != COLUMNS_RULE]
+        return Validation([columns_result, *rest])
+
+    present = [r[0] for r in con.execute(f"DESCRIBE {incoming}").fetchall()]
     source = "_source" if "_source" in present else f"'{origin}'"
     row = "_row" if "_row" in present else "row_number() OVER ()"
+    casts = {c.name: f"TRY_CAST(raw.{quote(c.name)} AS {c.type})" for c in contract.columns}
+    type_failed = " OR ".join(f"(raw.{quote(n)} IS NOT NULL AND {cast} IS NULL)"
+                              for n, cast in casts.items())  # fmt: skip
+    row_rules = _row_rules(contract, window, partition_column)
+    # A value that does not cast fails its type only, not the rules that would see it as null.
+    tags = [f"CASE WHEN _type_failed THEN '{TYPES_RULE}' END"] + [
+        f"CASE WHEN NOT _type_failed AND NOT ({r.condition}) THEN '{r.name}' END" for r in row_rules
+    ]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE incoming_rows AS "
-        f"SELECT *, {source} AS _src, {row} AS _rownum FROM {incoming}"
+        "CREATE OR REPLACE TEMP TABLE incoming_rows AS "
+        f"SELECT *, CAST({source} AS VARCHAR) AS _src, CAST({row} AS BIGINT) AS _rownum "
+        f"FROM {incoming}"
     )
-    casts = {c.name: f"TRY_CAST({_quote(c.name)} AS {c.type})" for c in contract.columns}
-    counts = con.execute(
-        "SELECT "
-        + ", ".join(
-            f"count(*) FILTER (WHERE {_quote(n)} IS NOT NULL AND {cast} IS NULL)"
-            for n, cast in casts.items()
-        )
-        + " FROM incoming_rows"
-    ).fetchone()
-    failures = []
-    for (name, cast), bad in zip(casts.items(), counts, strict=True):
-        if bad:
-            type_ = next(c.type for c in contract.columns if c.name == name)
-            (row,) = _fetch_dicts(
-                con,
-                f"SELECT *, _src AS _source, _rownum AS _row FROM incoming_rows "
-                f"WHERE {_quote(name)} IS NOT NULL AND {cast} IS NULL ORDER BY _rownum LIMIT 1",
-            )
-            failures.append(
-                Failure(
-                    f"{name}_type", f"{name} is {type_}", True, bad, _where(row, contract, name)
-                )
-            )
-    if not failures:
+    # Row conditions see the typed row as `new` (correlated subqueries use new.<column>).
+    typed = ", ".join(f"{cast} AS {quote(name)}" for name, cast in casts.items())
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE checked AS "
+        f"WITH new AS (SELECT {typed}, raw._src AS _source, raw._rownum AS _row, "
+        f"({type_failed}) AS _type_failed FROM incoming_rows AS raw) "
+        f"SELECT new.* EXCLUDE (_type_failed), "
+        f"list_filter([{', '.join(tags)}], x -> x IS NOT NULL) AS _failed FROM new"
+    )
+    blocking = [f"'{r.name}'" for r in [contract.rule(TYPES_RULE), *row_rules] if r.blocking]
+    # `new`: the rows the write may keep; a row breaking only warnings stays
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW new AS SELECT * FROM checked "
+        f"WHERE NOT list_has_any(_failed, [{', '.join(blocking)}])"
+    )
+
+    counts = dict(
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE new AS SELECT "
-            + ", ".join(f"{cast} AS {_quote(n)}" for n, cast in casts.items())
-            + ", _src AS _source, _rownum AS _row FROM incoming_rows"
-        )
-    con.execute("DROP TABLE incoming_rows")
-    return failures
+            "SELECT rule, count(*) FROM (SELECT unnest(_failed) AS rule FROM checked) GROUP BY rule"
+        ).fetchall()
+    )
+    results = [RuleResult(contract.rule(COLUMNS_RULE))]
+    results.append(_type_result(con, contract, casts, counts.get(TYPES_RULE, 0)))
+    for rule in row_rules:
+        results.append(_row_result(con, contract, rule, counts.get(rule.name, 0)))
+    for rule in contract.rules:
+        if rule.unique_key:
+            results.append(_unique_key(con, rule))
+        elif rule.row_count_between:
+            results.append(_row_count(con, rule, window, partition_column))
+    (rows_in,) = con.execute("SELECT count(*) FROM checked").fetchone()
+    return Validation(results, rows_in)
 
 
-def _row_rules(con, contract: Contract, rules: list[Rule]) -> list[Failure]:
-    if not rules:
-        return []
-    counts = con.execute(
-        "SELECT "
-        + ", ".join(f"count(*) FILTER (WHERE NOT ({r.condition}))" for r in rules)
-        + " FROM new"
-    ).fetchone()
-    failures = []
-    for rule, bad in zip(rules, counts, strict=True):
-        if bad:
-            (row,) = _fetch_dicts(
-                con, f"SELECT * FROM new WHERE NOT ({rule.condition}) ORDER BY _row LIMIT 1"
-            )
-            mentioned = tuple(
-                c
-                for c in contract.column_names
-                if re.search(rf"\b{c}\b", rule.condition) and c not in contract.key
-            )
-            failures.append(
-                Failure(
-                    rule.name,
-                    rule.description,
-                    rule.blocking,
-                    bad,
-                    _where(row, contract, rule.column, mentioned),
-                )
-            )
-    return failures
+def _type_result(con, contract: Contract, casts: dict, failing: int) -> RuleResult:
+    rule = contract.rule(TYPES_RULE)
+    if not failing:
+        return RuleResult(rule)
+    sample = _fetch_dicts(
+        con,
+        "SELECT raw.*, raw._src AS _source, raw._rownum AS _row FROM incoming_rows AS raw "
+        "JOIN checked ON checked._row = raw._rownum "
+        f"WHERE list_contains(checked._failed, '{TYPES_RULE}') ORDER BY raw._rownum "
+        f"LIMIT {SAMPLE_ROWS}",
+    )
+    first = sample[0]
+    bad = next(  # the first column of the first row whose value does not cast
+        c
+        for c in contract.columns
+        if first[c.name] is not None
+        and con.execute(f"SELECT TRY_CAST(? AS {c.type}) IS NULL", [first[c.name]]).fetchone()[0]
+    )
+    example = (f"first at {_at(first, contract, bad.name)}, column {bad.name!r}, "
+               f"value {first[bad.name]!r} is not {bad.type}")  # fmt: skip
+    return RuleResult(rule, failing, example, sample)
 
 
-def _unique_key(con, contract: Contract, rule: Rule) -> list[Failure]:
-    key = ", ".join(_quote(k) for k in rule.unique_key)
+def _row_result(con, contract: Contract, rule: Rule, failing: int) -> RuleResult:
+    if not failing:
+        return RuleResult(rule)
+    sample = _fetch_dicts(
+        con,
+        f"SELECT * EXCLUDE (_failed) FROM checked WHERE list_contains(_failed, '{rule.name}') "
+        f"ORDER BY _row LIMIT {SAMPLE_ROWS}",
+    )
+    first = sample[0]
+    if rule.column:
+        detail = f", column {rule.column!r}, value {first[rule.column]!r}"
+    else:
+        values = ", ".join(f"{c}={first[c]!r}" for c in _mentioned(rule, contract))
+        detail = f": {values}" if values else ""
+    example = f"first at {_at(first, contract, rule.column)}{detail}"
+    return RuleResult(rule, failing, example, sample)
+
+
+def _unique_key(con, rule: Rule) -> RuleResult:
+    key = ", ".join(quote(k) for k in rule.unique_key)
     dupes = _fetch_dicts(
         con,
         f"SELECT {key}, count(*) AS copies, list(_row ORDER BY _row) AS rows, "
@@ -168,64 +233,28 @@ def _unique_key(con, contract: Contract, rule: Rule) -> list[Failure]:
         f"ORDER BY min(_row)",
     )
     if not dupes:
-        return []
+        return RuleResult(rule)
     first = dupes[0]
     values = ", ".join(f"{k}={first[k]}" for k in rule.unique_key)
     example = f"first: ({values}) in {first['_source']} rows {first['rows'][:SAMPLE_ROWS]}"
-    return [Failure(rule.name, rule.description, rule.blocking, len(dupes), example)]
+    return RuleResult(rule, len(dupes), example, dupes[:SAMPLE_ROWS])
 
 
-def _row_count(
-    con, rule: Rule, window: Window | None, partition_column: str | None
-) -> list[Failure]:
+def _row_count(con, rule: Rule, window: Window | None, partition_column: str | None) -> RuleResult:
     low, high = rule.row_count_between
     if window is None or partition_column is None:
         (n,) = con.execute("SELECT count(*) FROM new").fetchone()
-        bad = [] if low <= n <= high else [{"day": "the table", "n": n}]
+        bad = [] if low <= n <= high else [{"day": "the table", "rows": n}]
     else:
         bad = _fetch_dicts(
             con,
-            f"SELECT day::DATE AS day, count(new._row) AS n "
+            f"SELECT CAST(day AS DATE) AS day, count(new._row) AS rows "
             f"FROM range($start::DATE, $end::DATE, INTERVAL 1 DAY) AS days(day) "
-            f"LEFT JOIN new ON CAST(new.{_quote(partition_column)} AS DATE) = day "
+            f"LEFT JOIN new ON CAST(new.{quote(partition_column)} AS DATE) = day "
             f"GROUP BY day HAVING count(new._row) NOT BETWEEN {low} AND {high} ORDER BY day",
             {"start": window.start, "end": window.end},
         )
     if not bad:
-        return []
-    example = f"first: {bad[0]['day']} has {bad[0]['n']} row(s)"
-    return [Failure(rule.name, rule.description, rule.blocking, len(bad), example)]
-
-
-def _partition_window(con, contract, window: Window, partition_column: str) -> list[Failure]:
-    condition = (
-        f"CAST({_quote(partition_column)} AS DATE) >= DATE '{window.start}' "
-        f"AND CAST({_quote(partition_column)} AS DATE) < DATE '{window.end}'"
-    )
-    rule = Rule(
-        "within_partition",
-        f"{partition_column} within [{window.start}, {window.end})",
-        "error",
-        partition_column,
-        condition,
-    )
-    return _row_rules(con, contract, [rule])
-
-
-def check_rules(
-    con: duckdb.DuckDBPyConnection,
-    contract: Contract,
-    window: Window | None,
-    partition_column: str | None,
-) -> list[Failure]:
-    """Every rule of `contract` against temp table `new`."""
-    failures = []
-    if window is not None and partition_column is not None:
-        failures += _partition_window(con, contract, window, partition_column)
-    failures += _row_rules(con, contract, [r for r in contract.rules if r.condition])
-    for rule in contract.rules:
-        if rule.unique_key:
-            failures += _unique_key(con, contract, rule)
-        if rule.row_count_between:
-            failures += _row_count(con, rule, window, partition_column)
-    return failures
+        return RuleResult(rule)
+    example = f"first: {bad[0]['day']} has {bad[0]['rows']} row(s)"
+    return RuleResult(rule, len(bad), example, bad[:SAMPLE_ROWS])

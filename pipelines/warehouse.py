@@ -18,15 +18,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from pipelines.contracts import Contract
+from pipelines.contracts import Contract, load_contracts
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError
-from pipelines.validation import Failure, Window, check_rules, stage_typed
+from pipelines.settings import CONTRACTS_DIR
+from pipelines.validation import Validation, Window, quote, validate
 
 PIPELINE_FILE = "pipeline.duckdb"
 PUBLISHED_FILE = "megawatt.duckdb"
@@ -35,20 +36,23 @@ PUBLISHED_FILE = "megawatt.duckdb"
 _TYPE_NAMES = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
 
 
+QUARANTINE_TABLE = "quarantine"
+
+
 @dataclass(frozen=True)
 class WriteReport:
     table: str
     rows_written: int
     rows_in_table: int
-    rules_checked: int
-    warnings: list[Failure] = field(default_factory=list)
+    validation: Validation
 
 
 class Warehouse:
     """The pipeline's warehouse in `directory`."""
 
-    def __init__(self, directory: Path | str):
+    def __init__(self, directory: Path | str, contracts_dir: Path = CONTRACTS_DIR):
         self.directory = Path(directory)
+        self.contracts_dir = contracts_dir
         self.pipeline_path = self.directory / PIPELINE_FILE
         self.published_path = self.directory / PUBLISHED_FILE
 
@@ -93,10 +97,11 @@ class Warehouse:
         """Replace `window` of `contract.table` (the whole table when None) with `data`.
 
         `data` is a Polars frame or a SQL query (run with `params`); `origin` names where it came
-        from in error messages. Raises ContractViolation, leaving the table as it was, when a
-        blocking rule fails.
+        from in error messages. Raises ContractViolation, leaving every table as it was, when a
+        blocking rule fails; rows breaking row-level rules are quarantined instead when the
+        contract allows it.
         """
-        table = f'"{contract.table}"'
+        table = quote(contract.table)
         with self.writer() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -105,39 +110,75 @@ class Warehouse:
                     con.register("incoming", data.to_arrow())
                 else:
                     con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
-                failures = stage_typed(con, contract, "incoming", origin)
-                if not failures:
-                    failures = check_rules(con, contract, window, partition_column)
-                blocking = [f for f in failures if f.blocking]
+                validation = validate(con, contract, "incoming", origin, window, partition_column)
+                blocking = validation.blocking(quarantined=contract.quarantine)
                 if blocking:
                     raise ContractViolation(
                         f"{contract.table}: {len(blocking)} blocking rule(s) of "
                         f"{contract.path} failed, nothing was written:\n- "
-                        + "\n- ".join(str(f) for f in blocking)
+                        + "\n- ".join(str(f) for f in blocking),
+                        validation,
                     )
-                if window is None:
-                    con.execute(f"DELETE FROM {table}")
-                else:
-                    con.execute(
-                        f'DELETE FROM {table} WHERE CAST("{partition_column}" AS DATE) '
-                        f"BETWEEN $start AND $end - INTERVAL 1 DAY",
-                        {"start": window.start, "end": window.end},
+                days = (
+                    ""
+                    if window is None
+                    else (
+                        f" WHERE CAST({quote(partition_column)} AS DATE) "
+                        "BETWEEN $start AND $end - INTERVAL 1 DAY"
                     )
-                columns = ", ".join(f'"{c}"' for c in contract.column_names)
+                )
+                bounds = {} if window is None else {"start": window.start, "end": window.end}
+                con.execute(f"DELETE FROM {table}{days}", bounds)
+                columns = ", ".join(quote(c) for c in contract.column_names)
                 con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM new")
+                validation.rows_quarantined = self._quarantine(
+                    con, contract, window, partition_column
+                )
                 (written,) = con.execute("SELECT count(*) FROM new").fetchone()
                 (total,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return WriteReport(
-            contract.table,
-            written,
-            total,
-            len(contract.rules) + 2,
-            [f for f in failures if not f.blocking],
+        return WriteReport(contract.table, written, total, validation)
+
+    def _quarantine(self, con, contract: Contract, window: Window | None, partition_column) -> int:
+        """Replace the quarantined rows of this table and window by this batch's; count them."""
+        quarantine = load_contracts(self.contracts_dir)[QUARANTINE_TABLE]
+        self._ensure_table(con, quarantine, rebuildable=False)
+        # A row's day files it under its partition, so that re-running the partition replaces
+        # it; a day that does not parse, or lies outside the run's window, files it under the
+        # window's first day.
+        raw_day = "NULL"
+        if window is not None:
+            parsed = f"TRY_CAST(left(CAST(raw.{quote(partition_column)} AS VARCHAR), 10) AS DATE)"
+            raw_day = (
+                f"CASE WHEN {parsed} >= DATE '{window.start}' AND {parsed} < DATE '{window.end}' "
+                f"THEN {parsed} ELSE DATE '{window.start}' END"
+            )
+        where = "table_name = $table" + (
+            "" if window is None else " AND day >= $start AND day < $end"
         )
+        bounds = {"table": contract.table}
+        if window is not None:
+            bounds |= {"start": window.start, "end": window.end}
+        con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE {where}", bounds)
+        if not contract.quarantine:
+            return 0
+        raw_columns = ", ".join(f"{quote(c)} := raw.{quote(c)}" for c in contract.column_names)
+        con.execute(
+            f"INSERT INTO {QUARANTINE_TABLE} "
+            "SELECT now(), $table, " + raw_day + ", checked._source, checked._row, "
+            "array_to_string(checked._failed, ', '), "
+            f"CAST(to_json(struct_pack({raw_columns})) AS VARCHAR) "
+            "FROM checked JOIN incoming_rows AS raw ON raw._rownum = checked._row "
+            "WHERE checked._row NOT IN (SELECT _row FROM new)",
+            {"table": contract.table},
+        )
+        (n,) = con.execute(
+            f"SELECT count(*) FROM {QUARANTINE_TABLE} WHERE {where}", bounds
+        ).fetchone()
+        return n
 
     def _ensure_table(self, con, contract: Contract, rebuildable: bool) -> None:
         existing = con.execute(

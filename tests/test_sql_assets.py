@@ -77,6 +77,6 @@ def test_a_query_whose_columns_differ_from_its_contract_fails_clearly(project):
     result = project.run("2024-04-19", "2024-04-19", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    message = str(failure.step_failure_data.error.cause.message)
+    message = failure.step_failure_data.user_failure_data.description
     assert "missing column(s) ['fee_per_block_btc']" in message
     assert "unexpected column(s) ['fee_btc_per_block']" in message

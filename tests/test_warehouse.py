@@ -77,36 +77,61 @@ def with_sites(warehouse):
 
 
 @pytest.mark.parametrize(
-    ("column", "value", "shown", "rule"),
+    ("column", "value", "rule", "detail"),
     [
-        ("hashrate_th_s", "lots", "'lots'", "rule 'hashrate_th_s_type' (hashrate_th_s is DOUBLE)"),
-        (
-            "uptime_pct",
-            "140",
-            "140.0",
-            "rule 'uptime_pct_range' (uptime_pct >= 0 and uptime_pct <= 100)",
-        ),
-        ("hashrate_th_s", "-5", "-5.0", "rule 'hashrate_th_s_range' (hashrate_th_s >= 0)"),
-        ("btc_mined", "", "None", "rule 'btc_mined_not_null' (btc_mined is required)"),
-        ("site_id", "no-narvk", "None", "rule 'site_declared' (The site is declared in sites.)"),
+        ("hashrate_th_s", "lots", "types_match_contract (every value casts to its column's type)",
+         "column 'hashrate_th_s', value 'lots' is not DOUBLE"),
+        ("uptime_pct", "140", "uptime_pct_range (uptime_pct >= 0 and uptime_pct <= 100)",
+         "column 'uptime_pct', value 140.0"),
+        ("hashrate_th_s", "-5", "hashrate_th_s_range (hashrate_th_s >= 0)",
+         "column 'hashrate_th_s', value -5.0"),
+        ("btc_mined", "", "btc_mined_not_null (btc_mined is required)",
+         "column 'btc_mined', value None"),
     ],
-)
-def test_bad_value_is_reported_with_file_row_column_value_and_rule(
-    with_sites, sample_dir, column, value, shown, rule
+)  # fmt: skip
+def test_bad_row_is_quarantined_with_file_row_column_value_and_rule(
+    with_sites, sample_dir, column, value, rule, detail
 ):
     path = sample_dir / "mining_output_daily.csv"
     line = _line_of(path, "2024-04-02,no-narvik,")
     _spoil(path, line, column, value)
-    with pytest.raises(ContractViolation) as error:
-        _write_source(with_sites, "mining_output_daily", sample_dir)
-    message = str(error.value)
-    assert rule in message, message
-    if column == "site_id":  # a rule on the row as a whole names the row by its key
-        assert f"{path} row {line} (date=2024-04-02, site_id={value})" in message, message
-    else:
-        where = f"{path} row {line} (date=2024-04-02, site_id=no-narvik)"
-        assert f"{where}, column '{column}', value {shown}" in message, message
-    assert "nothing was written" in message
+    report = _write_source(with_sites, "mining_output_daily", sample_dir)
+    (failure,) = report.validation.failures
+    where = f"{path} row {line} (date=2024-04-02"
+    assert f"rule '{rule.split(' ')[0]}' {rule[rule.index(' ') + 1 :]}" in str(failure)
+    assert f"first at {where}" in str(failure) and detail in str(failure), str(failure)
+    # the other rows went on; the bad one is in quarantine, with its rule, file and row
+    assert report.rows_written == 2 * 4 - 1 and report.validation.rows_quarantined == 1
+    quarantined = _published(
+        with_sites, "SELECT source, row_number, rules, row_json FROM quarantine"
+    )
+    assert quarantined[0][:3] == (str(path), line, rule.split(" ")[0])
+    assert f'"{column}":"{value}"' in quarantined[0][3] or value == ""
+    assert _published(
+        with_sites,
+        "SELECT count(*) FROM mining_output_daily WHERE site_id = 'no-narvik' "
+        "AND date = '2024-04-02'",
+    ) == [(0,)]
+
+
+def test_rerun_after_fixing_the_source_clears_its_quarantine(with_sites, sample_dir):
+    path = sample_dir / "mining_output_daily.csv"
+    _spoil(path, _line_of(path, "2024-04-02,no-narvik,"), "uptime_pct", "140")
+    _write_source(with_sites, "mining_output_daily", sample_dir)
+    assert _published(with_sites, "SELECT count(*) FROM quarantine") == [(1,)]
+    report = _write_source(with_sites, "mining_output_daily", SAMPLE_DATA_DIR)  # fixed
+    assert report.validation.rows_quarantined == 0 and report.rows_written == 8
+    assert _published(with_sites, "SELECT count(*) FROM quarantine") == [(0,)]
+
+
+def test_without_quarantine_a_bad_row_blocks_the_write(with_sites):
+    """A derived table's contract has no quarantine: a bad row means a bug, and stops it."""
+    contract = load_contracts()["sites"]
+    bad = load_infrastructure(ASSETS_DIR).tables()["sites"].with_columns(pue=0.5)
+    before = _published(with_sites, "SELECT * FROM sites ORDER BY site_id")
+    with pytest.raises(ContractViolation, match=r"rule 'pue_range' \(pue >= 1 and pue <= 2\)"):
+        with_sites.write(contract, bad, origin="sites.yaml")
+    assert _published(with_sites, "SELECT * FROM sites ORDER BY site_id") == before
 
 
 def test_duplicate_key_names_both_rows(warehouse, sample_dir):
@@ -128,7 +153,8 @@ def test_failed_write_leaves_previous_table_everywhere(warehouse, sample_dir):
     before = _published(warehouse, "SELECT * FROM btc_network_daily ORDER BY date")
     path = sample_dir / "btc_network_daily.csv"
     _spoil(path, _line_of(path, "2024-04-02,"), "price_usd", "-1")
-    with pytest.raises(ContractViolation, match="price_usd_range"):
+    # the bad row is quarantined, which leaves 2024-04-02 without its one row: that blocks
+    with pytest.raises(ContractViolation, match="one_row_per_day.*first: 2024-04-02 has 0 row"):
         _write_source(warehouse, "btc_network_daily", sample_dir)
     assert _published(warehouse, "SELECT * FROM btc_network_daily ORDER BY date") == before
     with warehouse.writer() as con:
@@ -151,3 +177,19 @@ def test_query_that_raises_halfway_rolls_back(warehouse):
     assert _published(warehouse, "SELECT * FROM btc_network_daily ORDER BY date") == before
     with warehouse.writer() as con:
         assert con.execute("SELECT * FROM btc_network_daily ORDER BY date").fetchall() == before
+
+
+def test_rows_outside_the_partition_are_kept_out(with_sites):
+    frame = SampleConnector().fetch("mining_output_daily", WINDOW, "date")
+    narrower = Window(date(2024, 4, 1), date(2024, 4, 2))
+    report = with_sites.write(
+        load_contracts()["mining_output_daily"],
+        frame,
+        origin="test",
+        window=narrower,
+        partition_column="date",
+    )
+    (failure,) = report.validation.failures
+    assert failure.rule.name == "within_partition" and failure.rows == 4
+    assert "column 'date', value datetime.date(2024, 4, 2)" in failure.example
+    assert report.rows_written == 4 and report.validation.rows_quarantined == 4

@@ -18,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from pipelines.declarations import describe_validation_error
 from pipelines.errors import DeclarationError
+from pipelines.sources.ecb import EcbConnector
+from pipelines.sources.energy_charts import EnergyChartsConnector
+from pipelines.sources.entsoe import EntsoeConnector
+from pipelines.sources.ercot import ErcotConnector
+from pipelines.sources.mempool import MempoolConnector
 from pipelines.sources.sample import SampleConnector
+from pipelines.sources.vastai import VastaiConnector
 from pipelines.validation import Window
 
 
@@ -31,7 +37,15 @@ class Connector(Protocol):
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame: ...
 
 
-CONNECTORS: dict[str, type[Connector]] = {"sample": SampleConnector}
+CONNECTORS: dict[str, type[Connector]] = {
+    "sample": SampleConnector,
+    "mempool": MempoolConnector,
+    "energy_charts": EnergyChartsConnector,
+    "entsoe": EntsoeConnector,
+    "ercot": ErcotConnector,
+    "ecb": EcbConnector,
+    "vastai": VastaiConnector,
+}
 
 
 def build_connector(name: str, settings: dict | None, table: str, where: str) -> Connector:
