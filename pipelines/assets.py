@@ -94,6 +94,7 @@ def table_asset(
     partition_column: str | None,
     compute: Compute,
     rebuildable: bool,
+    owner: str,
     metadata: dict | None = None,
 ) -> dg.AssetsDefinition:
     rules = [*contract.rules, *([WITHIN_PARTITION] if partitions_def is not None else [])]
@@ -107,6 +108,10 @@ def table_asset(
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
         pool=WRITER_POOL,
         kinds={"duckdb"},
+        owners=[owner],
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=contract.max_staleness)
+        if contract.max_staleness
+        else None,
         metadata={
             "dagster/column_schema": column_schema(contract),
             "dagster/table_name": contract.table,
@@ -153,6 +158,9 @@ def table_asset(
                 "rows_written": report.rows_written,
                 "rows_quarantined": validation.rows_quarantined,
                 "window": f"[{window.start}, {window.end})" if window else "whole table",
+                "preview": dg.MetadataValue.md(markdown_table(report.preview))
+                if report.preview
+                else "no rows",
             },
             check_results=list(check_results(validation, contract.quarantine)),
         )
@@ -176,7 +184,7 @@ def quarantine_asset(contract: Contract) -> dg.AssetSpec:
 
 
 def reference_assets(
-    infrastructure: Infrastructure, contracts: dict[str, Contract], assets_dir: Path
+    infrastructure: Infrastructure, contracts: dict[str, Contract], assets_dir: Path, owner: str
 ) -> list[dg.AssetsDefinition]:
     tables = infrastructure.tables()
     origins = {name: str(assets_dir / "infrastructure" / f"{name}.yaml") for name in tables}
@@ -192,6 +200,7 @@ def reference_assets(
             partition_column=None,
             compute=lambda _w, name=name: (tables[name], origins[name], {}),
             rebuildable=True,
+            owner=owner,
         )
         for name, deps in order.items()
     ]
@@ -203,6 +212,7 @@ def source_asset(
     contract: Contract,
     partitions_def: dg.PartitionsDefinition,
     sources_file: Path,
+    owner: str,
 ) -> dg.AssetsDefinition:
     connectors = {
         connector: build_connector(connector, settings, name, f"{sources_file}: source {name!r}")
@@ -224,6 +234,7 @@ def source_asset(
         partition_column=source.partition_column,
         compute=compute,
         rebuildable=False,
+        owner=source.owner or owner,
         metadata={"connectors": ", ".join(connectors)},
     )
 
@@ -233,6 +244,7 @@ def sql_asset(
     contract: Contract,
     partitions_def: dg.PartitionsDefinition,
     parameters: dict,
+    owner: str,
 ) -> dg.AssetsDefinition:
     unknown = spec.parameters_used() - set(parameters) - {"start_date", "end_date"}
     if unknown:
@@ -270,6 +282,7 @@ def sql_asset(
         partition_column=spec.header.partition_column,
         compute=compute,
         rebuildable=True,
+        owner=spec.header.owner or owner,
         metadata={
             "sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```"),
             **{f"assumption/{k}": v for k, v in used.items()},

@@ -16,6 +16,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from pipelines.alerts import failure_message
 from pipelines.errors import MegawattError
 from pipelines.settings import ASSETS_DIR, DAGSTER_HOME, PROJECT_DIR, WAREHOUSE_DIR
 
@@ -66,17 +67,6 @@ def run(start: date, end: date, tables: list[str] | None = None) -> bool:
             if event.is_step_failure:
                 print(f"FAILED {event.step_key}: {failure_message(event)}", file=sys.stderr)
     return result.success
-
-
-def failure_message(event) -> str:
-    """What went wrong in a failed step: our own message, or the innermost error's."""
-    data = event.step_failure_data
-    if data.user_failure_data and data.user_failure_data.description:
-        return data.user_failure_data.description
-    error = data.error
-    while error.cause:
-        error = error.cause
-    return error.message.strip()
 
 
 SUMMARY_SQL = """

@@ -17,6 +17,7 @@ Each rule may carry ``severity`` (``error`` blocks the write, ``warning`` is rep
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
@@ -80,6 +81,8 @@ class Contract:
     path: Path | None = None
     # rows breaking row-level rules go to the quarantine table and the rest are written
     quarantine: bool = False
+    # how stale the table may get before it is late (ODCS slaProperties: latency)
+    max_staleness: timedelta | None = None
 
     def rule(self, name: str) -> Rule:
         return next(r for r in self.rules if r.name == name)
@@ -229,7 +232,21 @@ def parse_contract(path: Path) -> Contract:
     rules.extend(_table_rule(path, q) for q in obj.get("quality") or [])
     custom = {p["property"]: p["value"] for p in obj.get("customProperties") or []}
     quarantine = bool(custom.get("quarantine", False))
-    return Contract(table, description, tuple(columns), tuple(rules), path, quarantine)
+    return Contract(table, description, tuple(columns), tuple(rules), path, quarantine,
+                    _latency(path, doc.get("slaProperties") or []))  # fmt: skip
+
+
+LATENCY_UNITS = {"h": "hours", "hours": "hours", "d": "days", "days": "days"}
+
+
+def _latency(path: Path, sla: list[dict]) -> timedelta | None:
+    for item in sla:
+        if item.get("property") == "latency":
+            unit = LATENCY_UNITS.get(str(item.get("unit", "d")).lower())
+            if unit is None:
+                raise DeclarationError(f"{path}: slaProperties latency unit must be h or d")
+            return timedelta(**{unit: float(item["value"])})
+    return None
 
 
 def load_contracts(directory: Path = CONTRACTS_DIR) -> dict[str, Contract]:

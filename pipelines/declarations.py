@@ -82,6 +82,7 @@ class Source(Strict):
     # connector name -> its settings; every listed connector runs and their rows are combined
     connectors: dict[str, dict | None] = Field(min_length=1)
     deps: list[str] = []
+    owner: str | None = None
 
 
 class Partitions(Strict):
@@ -125,6 +126,7 @@ class Economics(Strict):
 
 
 class Settings(Strict):
+    default_owner: str = Field(pattern=r"^(team:[\w-]+|[^@\s]+@[^@\s]+)$")
     partitions: Partitions
     sample_period: Period
     schedule: Schedule

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from datetime import UTC, timedelta
 from pathlib import Path
 
 import dagster as dg
 
+from pipelines.alerts import AlertResource, alert_on_run_failure
 from pipelines.assets import (
     WarehouseResource,
     quarantine_asset,
@@ -18,11 +20,12 @@ from pipelines.assets import (
 from pipelines.contracts import load_contracts
 from pipelines.declarations import load_infrastructure, load_settings, load_sources
 from pipelines.errors import DeclarationError
-from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, WAREHOUSE_DIR
+from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, DAGSTER_HOME, WAREHOUSE_DIR
 from pipelines.sql_assets import flatten, load_sql_assets
 from pipelines.warehouse import QUARANTINE_TABLE
 
 DAILY_JOB = "daily"
+WEBHOOK_VARIABLE = "MEGAWATT_ALERT_WEBHOOK"
 
 # Single-run backfills (one run for a range of days) are what make backfills fast here.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -78,12 +81,17 @@ def build_definitions(
     parameters = flatten(settings.economics.model_dump())
     assets = [
         quarantine_asset(contracts[QUARANTINE_TABLE]),
-        *reference_assets(infrastructure, contracts, assets_dir),
+        *reference_assets(infrastructure, contracts, assets_dir, settings.default_owner),
         *(
-            source_asset(name, s, contracts[name], daily, assets_dir / "sources.yaml")
+            source_asset(
+                name, s, contracts[name], daily, assets_dir / "sources.yaml", settings.default_owner
+            )
             for name, s in sources.items()
         ),
-        *(sql_asset(spec, contracts[spec.table], daily, parameters) for spec in sql_specs),
+        *(
+            sql_asset(spec, contracts[spec.table], daily, parameters, settings.default_owner)
+            for spec in sql_specs
+        ),
     ]
     daily_job = dg.define_asset_job(
         DAILY_JOB,
@@ -96,7 +104,15 @@ def build_definitions(
         schedules=[
             daily_schedule(daily_job, daily, settings.schedule.cron, settings.schedule.timezone)
         ],
-        resources={"warehouse": WarehouseResource(directory=str(warehouse_dir))},
+        sensors=[alert_on_run_failure],
+        resources={
+            "warehouse": WarehouseResource(directory=str(warehouse_dir)),
+            "alerts": AlertResource(
+                log_path=str(DAGSTER_HOME / "alerts.log"),
+                # an EnvVar keeps the URL (a secret) out of the UI's resource config
+                webhook_url=dg.EnvVar(WEBHOOK_VARIABLE) if WEBHOOK_VARIABLE in os.environ else None,
+            ),
+        },
         executor=dg.in_process_executor,  # one process: the warehouse has one writer anyway
     )
 

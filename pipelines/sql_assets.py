@@ -34,6 +34,7 @@ class SqlHeader(Strict):
     # (e.g. the latest FX rate published on or before the day).
     deps: list[str | dict[str, Lookback]]
     partition_column: str | None = None
+    owner: str | None = None  # default: settings.yaml default_owner
 
     def lookbacks(self) -> dict[str, int]:
         return {

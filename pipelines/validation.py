@@ -71,7 +71,7 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
+def fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
     cursor = con.execute(sql, params or [])
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
@@ -187,7 +187,7 @@ def _type_result(con, contract: Contract, casts: dict, failing: int) -> RuleResu
     rule = contract.rule(TYPES_RULE)
     if not failing:
         return RuleResult(rule)
-    sample = _fetch_dicts(
+    sample = fetch_dicts(
         con,
         "SELECT raw.*, raw._src AS _source, raw._rownum AS _row FROM incoming_rows AS raw "
         "JOIN checked ON checked._row = raw._rownum "
@@ -209,7 +209,7 @@ def _type_result(con, contract: Contract, casts: dict, failing: int) -> RuleResu
 def _row_result(con, contract: Contract, rule: Rule, failing: int) -> RuleResult:
     if not failing:
         return RuleResult(rule)
-    sample = _fetch_dicts(
+    sample = fetch_dicts(
         con,
         f"SELECT * EXCLUDE (_failed) FROM checked WHERE list_contains(_failed, '{rule.name}') "
         f"ORDER BY _row LIMIT {SAMPLE_ROWS}",
@@ -226,7 +226,7 @@ def _row_result(con, contract: Contract, rule: Rule, failing: int) -> RuleResult
 
 def _unique_key(con, rule: Rule) -> RuleResult:
     key = ", ".join(quote(k) for k in rule.unique_key)
-    dupes = _fetch_dicts(
+    dupes = fetch_dicts(
         con,
         f"SELECT {key}, count(*) AS copies, list(_row ORDER BY _row) AS rows, "
         f"any_value(_source) AS _source FROM new GROUP BY ALL HAVING count(*) > 1 "
@@ -246,7 +246,7 @@ def _row_count(con, rule: Rule, window: Window | None, partition_column: str | N
         (n,) = con.execute("SELECT count(*) FROM new").fetchone()
         bad = [] if low <= n <= high else [{"day": "the table", "rows": n}]
     else:
-        bad = _fetch_dicts(
+        bad = fetch_dicts(
             con,
             f"SELECT CAST(day AS DATE) AS day, count(new._row) AS rows "
             f"FROM range($start::DATE, $end::DATE, INTERVAL 1 DAY) AS days(day) "

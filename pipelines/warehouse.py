@@ -27,7 +27,7 @@ import polars as pl
 from pipelines.contracts import Contract, load_contracts
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError
 from pipelines.settings import CONTRACTS_DIR
-from pipelines.validation import Validation, Window, quote, validate
+from pipelines.validation import Validation, Window, fetch_dicts, quote, validate
 
 PIPELINE_FILE = "pipeline.duckdb"
 PUBLISHED_FILE = "megawatt.duckdb"
@@ -37,6 +37,7 @@ _TYPE_NAMES = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
 
 
 QUARANTINE_TABLE = "quarantine"
+PREVIEW_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class WriteReport:
     rows_written: int
     rows_in_table: int
     validation: Validation
+    preview: list[dict]  # the last rows written, for the UI
 
 
 class Warehouse:
@@ -135,12 +137,16 @@ class Warehouse:
                     con, contract, window, partition_column
                 )
                 (written,) = con.execute("SELECT count(*) FROM new").fetchone()
+                order = ", ".join(quote(k) for k in contract.key) or "1"
+                preview = fetch_dicts(
+                    con, f"SELECT {columns} FROM new ORDER BY {order} DESC LIMIT {PREVIEW_ROWS}"
+                )
                 (total,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return WriteReport(contract.table, written, total, validation)
+        return WriteReport(contract.table, written, total, validation, preview)
 
     def _quarantine(self, con, contract: Contract, window: Window | None, partition_column) -> int:
         """Replace the quarantined rows of this table and window by this batch's; count them."""
