@@ -239,6 +239,29 @@ def source_asset(
     )
 
 
+def view_asset(spec: SqlAssetSpec, owner: str) -> dg.AssetsDefinition:
+    """A view for analysts, recreated whenever its tables are rebuilt."""
+
+    @dg.asset(
+        name=spec.table,
+        group_name=spec.header.group,
+        description=spec.header.description,
+        deps=spec.header.dep_names(),
+        pool=WRITER_POOL,
+        kinds={"duckdb", "view"},
+        owners=[spec.header.owner or owner],
+        metadata={"sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```")},
+    )
+    def _view(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        columns = warehouse.get().create_view(spec.table, spec.query, spec.header.description)
+        schema = dg.TableSchema(
+            columns=[dg.TableColumn(name, str(type_)) for name, type_, *_ in columns]
+        )
+        return dg.MaterializeResult(metadata={"dagster/column_schema": schema})
+
+    return _view
+
+
 def sql_asset(
     spec: SqlAssetSpec,
     contract: Contract,

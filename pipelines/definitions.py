@@ -16,12 +16,13 @@ from pipelines.assets import (
     reference_assets,
     source_asset,
     sql_asset,
+    view_asset,
 )
 from pipelines.contracts import load_contracts
 from pipelines.declarations import load_infrastructure, load_settings, load_sources
 from pipelines.errors import DeclarationError
 from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, DAGSTER_HOME, WAREHOUSE_DIR
-from pipelines.sql_assets import flatten, load_sql_assets
+from pipelines.sql_assets import flatten, load_sql_assets, load_views
 from pipelines.warehouse import QUARANTINE_TABLE
 
 DAILY_JOB = "daily"
@@ -60,6 +61,8 @@ def build_definitions(
     infrastructure = load_infrastructure(assets_dir, settings.partitions.start_date)
     sources = load_sources(assets_dir)
     sql_specs = load_sql_assets(assets_dir)
+    views = load_views(assets_dir)
+
     contracts = load_contracts(contracts_dir)
 
     tables = [*infrastructure.tables(), *sources, *(s.table for s in sql_specs), QUARANTINE_TABLE]
@@ -92,6 +95,7 @@ def build_definitions(
             sql_asset(spec, contracts[spec.table], daily, parameters, settings.default_owner)
             for spec in sql_specs
         ),
+        *(view_asset(view, settings.default_owner) for view in views),
     ]
     daily_job = dg.define_asset_job(
         DAILY_JOB,

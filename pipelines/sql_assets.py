@@ -83,6 +83,15 @@ def load_sql_assets(assets_dir: Path) -> list[SqlAssetSpec]:
     return [parse_sql_asset(p) for p in sorted((assets_dir / "sql").glob("*.sql"))]
 
 
+def load_views(assets_dir: Path) -> list[SqlAssetSpec]:
+    """Views for analysts, `assets/views/*.sql`: the same header, no partitions, no contract."""
+    views = [parse_sql_asset(p) for p in sorted((assets_dir / "views").glob("*.sql"))]
+    for view in views:
+        if view.header.partition_column or view.parameters_used():
+            raise DeclarationError(f"{view.path}: a view has no partition_column or parameters")
+    return views
+
+
 def flatten(settings: dict, prefix: str = "") -> dict:
     """{'a': {'b': 1}} -> {'a_b': 1}: settings as SQL parameters."""
     flat = {}

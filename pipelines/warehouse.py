@@ -186,6 +186,14 @@ class Warehouse:
         ).fetchone()
         return n
 
+    def create_view(self, name: str, query: str, description: str) -> list[tuple]:
+        """(Re)create view `name`; returns its columns (name, type) for the UI."""
+        with self.writer() as con:
+            con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS {query}")
+            text = description.replace("'", "''")
+            con.execute(f"COMMENT ON VIEW {quote(name)} IS '{text}'")
+            return con.execute(f"DESCRIBE {quote(name)}").fetchall()
+
     def _ensure_table(self, con, contract: Contract, rebuildable: bool) -> None:
         existing = con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "

@@ -4,7 +4,7 @@ and re-running a partition replaces it."""
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import yaml
@@ -80,3 +80,20 @@ def test_daily_schedule_runs_yesterday_and_skips_undeclared_days(project):
     skip = tick(datetime(2026, 11, 25, 6, 30, tzinfo=UTC))
     assert isinstance(skip, dg.SkipReason)
     assert "2026-11-24 is not a declared partition" in skip.skip_message
+
+
+def test_analyst_views_answer_from_the_latest_day(project):
+    assert project.run("2024-04-02", "2024-04-04").success
+    rows = project.query("SELECT site_id, date, better_use FROM v_site_answer ORDER BY site_id")
+    sites = project.query("SELECT site_id FROM sites ORDER BY site_id")
+    assert [r[0] for r in rows] == [s[0] for s in sites]
+    assert {r[1] for r in rows} == {date(2024, 4, 4)}
+    expected = project.query(
+        "SELECT site_id, better_use FROM site_economics_daily "
+        "WHERE date = '2024-04-04' AND scenario = 'base' ORDER BY site_id"
+    )
+    assert [(r[0], r[2]) for r in rows] == expected
+    (comment,) = project.query(
+        "SELECT comment FROM duckdb_views() WHERE view_name = 'v_site_answer'"
+    )[0]
+    assert comment.startswith("The morning answer for analysts")
