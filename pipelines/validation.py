@@ -146,14 +146,15 @@ def validate(
     ]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE incoming_rows AS "
-        f"SELECT *, CAST({source} AS VARCHAR) AS _src, CAST({row} AS BIGINT) AS _rownum "
-        f"FROM {incoming}"
+        f"SELECT *, CAST({source} AS VARCHAR) AS _src, CAST({row} AS BIGINT) AS _rownum, "
+        # _row numbers lines within a file, and a batch may combine files: _seq tells rows apart
+        f"row_number() OVER () AS _seq FROM {incoming}"
     )
     # Row conditions see the typed row as `new` (correlated subqueries use new.<column>).
     typed = ", ".join(f"{cast} AS {quote(name)}" for name, cast in casts.items())
     con.execute(
         "CREATE OR REPLACE TEMP TABLE checked AS "
-        f"WITH new AS (SELECT {typed}, raw._src AS _source, raw._rownum AS _row, "
+        f"WITH new AS (SELECT {typed}, raw._src AS _source, raw._rownum AS _row, raw._seq, "
         f"({type_failed}) AS _type_failed FROM incoming_rows AS raw) "
         f"SELECT new.* EXCLUDE (_type_failed), "
         f"list_filter([{', '.join(tags)}], x -> x IS NOT NULL) AS _failed FROM new"
@@ -190,8 +191,8 @@ def _type_result(con, contract: Contract, casts: dict, failing: int) -> RuleResu
     sample = fetch_dicts(
         con,
         "SELECT raw.*, raw._src AS _source, raw._rownum AS _row FROM incoming_rows AS raw "
-        "JOIN checked ON checked._row = raw._rownum "
-        f"WHERE list_contains(checked._failed, '{TYPES_RULE}') ORDER BY raw._rownum "
+        "JOIN checked USING (_seq) "
+        f"WHERE list_contains(checked._failed, '{TYPES_RULE}') ORDER BY raw._seq "
         f"LIMIT {SAMPLE_ROWS}",
     )
     first = sample[0]
@@ -211,8 +212,8 @@ def _row_result(con, contract: Contract, rule: Rule, failing: int) -> RuleResult
         return RuleResult(rule)
     sample = fetch_dicts(
         con,
-        f"SELECT * EXCLUDE (_failed) FROM checked WHERE list_contains(_failed, '{rule.name}') "
-        f"ORDER BY _row LIMIT {SAMPLE_ROWS}",
+        f"SELECT * EXCLUDE (_failed, _seq) FROM checked "
+        f"WHERE list_contains(_failed, '{rule.name}') ORDER BY _seq LIMIT {SAMPLE_ROWS}",
     )
     first = sample[0]
     if rule.column:
@@ -248,10 +249,10 @@ def _row_count(con, rule: Rule, window: Window | None, partition_column: str | N
     else:
         bad = fetch_dicts(
             con,
-            f"SELECT CAST(day AS DATE) AS day, count(new._row) AS rows "
+            f"SELECT CAST(day AS DATE) AS day, count(new._seq) AS rows "
             f"FROM range($start::DATE, $end::DATE, INTERVAL 1 DAY) AS days(day) "
             f"LEFT JOIN new ON CAST(new.{quote(partition_column)} AS DATE) = day "
-            f"GROUP BY day HAVING count(new._row) NOT BETWEEN {low} AND {high} ORDER BY day",
+            f"GROUP BY day HAVING count(new._seq) NOT BETWEEN {low} AND {high} ORDER BY day",
             {"start": window.start, "end": window.end},
         )
     if not bad:

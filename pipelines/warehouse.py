@@ -177,8 +177,8 @@ class Warehouse:
             "SELECT now(), $table, " + raw_day + ", checked._source, checked._row, "
             "array_to_string(checked._failed, ', '), "
             f"CAST(to_json(struct_pack({raw_columns})) AS VARCHAR) "
-            "FROM checked JOIN incoming_rows AS raw ON raw._rownum = checked._row "
-            "WHERE checked._row NOT IN (SELECT _row FROM new)",
+            "FROM checked JOIN incoming_rows AS raw USING (_seq) "
+            "WHERE checked._seq NOT IN (SELECT _seq FROM new)",
             {"table": contract.table},
         )
         (n,) = con.execute(

@@ -22,6 +22,7 @@ from pipelines.sources.ecb import EcbConnector
 from pipelines.sources.energy_charts import EnergyChartsConnector
 from pipelines.sources.entsoe import EntsoeConnector
 from pipelines.sources.ercot import ErcotConnector
+from pipelines.sources.file_drop import FileDropConnector
 from pipelines.sources.mempool import MempoolConnector
 from pipelines.sources.sample import SampleConnector
 from pipelines.sources.vastai import VastaiConnector
@@ -45,6 +46,7 @@ CONNECTORS: dict[str, type[Connector]] = {
     "ercot": ErcotConnector,
     "ecb": EcbConnector,
     "vastai": VastaiConnector,
+    "file_drop": FileDropConnector,
 }
 
 
