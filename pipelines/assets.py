@@ -22,6 +22,11 @@ from pipelines.validation import Validation, Window
 from pipelines.warehouse import Warehouse
 
 WRITER_POOL = "warehouse_writer"  # one writer at a time: DuckDB allows one writing process
+# Dagster's eager condition without its latest-day limit: a late correction to an old day
+# rebuilds that day downstream too.
+EAGER_ANY_DAY = dg.AutomationCondition.eager().without(
+    dg.AutomationCondition.in_latest_time_window()
+)
 # The check every partitioned table gets: its rows lie in the run's days.
 WITHIN_PARTITION = Rule("within_partition", "rows lie within the partition's days", "error")
 
@@ -96,6 +101,7 @@ def table_asset(
     rebuildable: bool,
     owner: str,
     metadata: dict | None = None,
+    automation_condition: dg.AutomationCondition | None = None,
 ) -> dg.AssetsDefinition:
     rules = [*contract.rules, *([WITHIN_PARTITION] if partitions_def is not None else [])]
 
@@ -109,6 +115,7 @@ def table_asset(
         pool=WRITER_POOL,
         kinds={"duckdb"},
         owners=[owner],
+        automation_condition=automation_condition,
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=contract.max_staleness)
         if contract.max_staleness
         else None,
@@ -239,7 +246,7 @@ def source_asset(
     )
 
 
-def view_asset(spec: SqlAssetSpec, owner: str) -> dg.AssetsDefinition:
+def view_asset(spec: SqlAssetSpec, owner: str, eager: bool) -> dg.AssetsDefinition:
     """A view for analysts, recreated whenever its tables are rebuilt."""
 
     @dg.asset(
@@ -250,6 +257,7 @@ def view_asset(spec: SqlAssetSpec, owner: str) -> dg.AssetsDefinition:
         pool=WRITER_POOL,
         kinds={"duckdb", "view"},
         owners=[spec.header.owner or owner],
+        automation_condition=dg.AutomationCondition.eager() if eager else None,
         metadata={"sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```")},
     )
     def _view(warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -268,6 +276,7 @@ def sql_asset(
     partitions_def: dg.PartitionsDefinition,
     parameters: dict,
     owner: str,
+    eager: bool,
 ) -> dg.AssetsDefinition:
     unknown = spec.parameters_used() - set(parameters) - {"start_date", "end_date"}
     if unknown:
@@ -306,6 +315,7 @@ def sql_asset(
         compute=compute,
         rebuildable=True,
         owner=spec.header.owner or owner,
+        automation_condition=EAGER_ANY_DAY if eager else None,
         metadata={
             "sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```"),
             **{f"assumption/{k}": v for k, v in used.items()},

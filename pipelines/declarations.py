@@ -125,7 +125,12 @@ class Economics(Strict):
     reference_gpu: ReferenceGpu
 
 
+class Automation(Strict):
+    derived_tables: Literal["eager", "none"]
+
+
 class Settings(Strict):
+    automation: Automation
     default_owner: str = Field(pattern=r"^(team:[\w-]+|[^@\s]+@[^@\s]+)$")
     partitions: Partitions
     sample_period: Period

@@ -21,7 +21,9 @@ from pipelines.assets import (
 from pipelines.contracts import load_contracts
 from pipelines.declarations import load_infrastructure, load_settings, load_sources
 from pipelines.errors import DeclarationError
+from pipelines.sensors import drop_sensor
 from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, DAGSTER_HOME, WAREHOUSE_DIR
+from pipelines.sources.file_drop import FileDropSettings
 from pipelines.sql_assets import flatten, load_sql_assets, load_views
 from pipelines.warehouse import QUARANTINE_TABLE
 
@@ -50,6 +52,15 @@ def daily_schedule(
         return dg.RunRequest(run_key=yesterday, partition_key=yesterday)
 
     return _schedule
+
+
+def drop_sensors(sources: dict, days: dg.DailyPartitionsDefinition) -> list:
+    """A sensor for every source that reads a drop folder."""
+    return [
+        drop_sensor(table, FileDropSettings.model_validate(source.connectors["file_drop"]), days)
+        for table, source in sources.items()
+        if "file_drop" in source.connectors
+    ]
 
 
 def build_definitions(
@@ -82,6 +93,7 @@ def build_definitions(
         else None,
     )
     parameters = flatten(settings.economics.model_dump())
+    eager = settings.automation.derived_tables == "eager"
     assets = [
         quarantine_asset(contracts[QUARANTINE_TABLE]),
         *reference_assets(infrastructure, contracts, assets_dir, settings.default_owner),
@@ -92,10 +104,10 @@ def build_definitions(
             for name, s in sources.items()
         ),
         *(
-            sql_asset(spec, contracts[spec.table], daily, parameters, settings.default_owner)
+            sql_asset(spec, contracts[spec.table], daily, parameters, settings.default_owner, eager)
             for spec in sql_specs
         ),
-        *(view_asset(view, settings.default_owner) for view in views),
+        *(view_asset(view, settings.default_owner, eager) for view in views),
     ]
     daily_job = dg.define_asset_job(
         DAILY_JOB,
@@ -108,7 +120,7 @@ def build_definitions(
         schedules=[
             daily_schedule(daily_job, daily, settings.schedule.cron, settings.schedule.timezone)
         ],
-        sensors=[alert_on_run_failure],
+        sensors=[alert_on_run_failure, *drop_sensors(sources, daily)],
         resources={
             "warehouse": WarehouseResource(directory=str(warehouse_dir)),
             "alerts": AlertResource(

@@ -116,3 +116,41 @@ def test_freshness_owner_and_preview_come_from_the_declarations(project):
     ]  # fmt: skip
     preview = materialization.materialization.metadata["preview"].value
     assert preview.startswith("| date | site_id | scenario |") and "2024-04-02" in preview
+
+
+def test_drop_sensor_runs_the_days_of_new_or_changed_files_once(project, tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    sample = (SAMPLE_DATA_DIR / "btc_network_daily.csv").read_text().splitlines()
+    header, rows = sample[0], {line[:10]: line for line in sample[1:]}
+    (drop / "network_2024-04-02.csv").write_text(f"{header}\n{rows['2024-04-02']}\n")
+    sources = project.assets_dir / "sources.yaml"
+    sources.write_text(
+        sources.read_text().replace(
+            "difficulty, blocks, subsidy, fees and price.\n    connectors:\n      sample: {}",
+            f"difficulty, blocks, subsidy, fees and price.\n    connectors:\n"
+            f"      file_drop: {{folder: {drop}}}",
+        )
+    )
+    sensor = project.definitions().resolve_sensor_def("btc_network_daily_drop_sensor")
+
+    def tick(cursor):
+        context = dg.build_sensor_context(cursor=cursor)
+        result = sensor(context)
+        return result, context.cursor
+
+    requests, cursor = tick(None)
+    assert [r.partition_key for r in requests] == ["2024-04-02"]
+    assert isinstance(tick(cursor)[0], dg.SkipReason)  # the same file version: nothing to do
+    # a corrected export of that day and a new day's file: both days run once
+    (drop / "network_2024-04-02_corrected.csv").write_text(f"{header}\n{rows['2024-04-02']}\n")
+    (drop / "network_2024-04-03.csv").write_text(f"{header}\n{rows['2024-04-03']}\n")
+    requests, cursor = tick(cursor)
+    assert [r.partition_key for r in requests] == ["2024-04-02", "2024-04-03"]
+    assert isinstance(tick(cursor)[0], dg.SkipReason)
+    # and the run it asks for loads the drop folder
+    result = project.run(
+        "2024-04-02", "2024-04-03", asset_selection=[dg.AssetKey("btc_network_daily")]
+    )
+    assert result.success
+    assert project.query("SELECT count(*) FROM btc_network_daily") == [(2,)]
