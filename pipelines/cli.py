@@ -3,6 +3,9 @@
 megawatt run [--start D --end D]   materialise every table for a range of UTC days (default:
              [--select TABLE ...]  the embedded sample period) and print the answer; --select
                                    runs only those tables, e.g. to backfill one source
+megawatt backfill --start D --end D
+                 [--chunk-days N]  the same in runs of N days (default 30), with a progress bar;
+                                   run it again after an interruption and it resumes
 megawatt sql "SELECT ..."          query the published warehouse (never blocked by a run)
 megawatt ui                        start the Dagster UI on this project (dagster dev)
 """
@@ -31,15 +34,21 @@ def prepare_dagster_home() -> Path:
     return DAGSTER_HOME
 
 
-def run(start: date, end: date, tables: list[str] | None = None) -> bool:
-    """Materialise every table (or `tables`) for UTC days [start, end] in one run, recorded in
-    DAGSTER_HOME."""
+def run(
+    start: date, end: date, tables: list[str] | None = None, chunk_days: int | None = None
+) -> bool:
+    """Materialise every table (or `tables`) for UTC days [start, end], recorded in DAGSTER_HOME.
+
+    One run for the whole range; or, with `chunk_days`, a backfill: one run per chunk of days,
+    with a progress bar, skipping chunks that earlier runs completed (so it resumes).
+    """
     prepare_dagster_home()
     import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,
     )
+    from tqdm import tqdm
 
     from pipelines.definitions import DAILY_JOB, defs
 
@@ -50,23 +59,47 @@ def run(start: date, end: date, tables: list[str] | None = None) -> bool:
             f"cannot run UTC days {start} to {end}: the declared partitions are {days[0]} to "
             f"{days[-1]} (assets/settings.yaml partitions), and start must not be after end"
         )
+    wanted = days[days.index(start.isoformat()) : days.index(end.isoformat()) + 1]
+    size = chunk_days or len(wanted)
+    chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
+    selection = [dg.AssetKey(t) for t in tables] if tables else None
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
-            },
-            # failures are printed below, one line each; the full logs are in the run's history
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            asset_selection=[dg.AssetKey(t) for t in tables] if tables else None,
-            raise_on_error=False,
-        )
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                print(f"FAILED {event.step_key}: {failure_message(event)}", file=sys.stderr)
-    return result.success
+        done = completed_days(instance, defs, selection) if chunk_days else set()
+        progress = tqdm(total=len(wanted), unit="day", desc="backfill", disable=not chunk_days)
+        for chunk in chunks:
+            if set(chunk) <= done:  # an earlier (interrupted) backfill did these
+                progress.update(len(chunk))
+                continue
+            result = job.execute_in_process(
+                instance=instance,
+                tags={ASSET_PARTITION_RANGE_START_TAG: chunk[0],
+                      ASSET_PARTITION_RANGE_END_TAG: chunk[-1]},
+                # failures are printed below, one line each; the full logs are in the history
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+                asset_selection=selection,
+                raise_on_error=False,
+            )  # fmt: skip
+            if not result.success:
+                progress.close()
+                for event in result.all_events:
+                    if event.is_step_failure:
+                        print(f"FAILED {event.step_key}: {failure_message(event)}", file=sys.stderr)
+                return False
+            progress.update(len(chunk))
+        progress.close()
+    return True
+
+
+def completed_days(instance, defs, selection) -> set[str]:
+    """Days every selected partitioned asset has materialised."""
+    graph = defs.resolve_asset_graph()
+    keys = [
+        key
+        for key in (selection or graph.get_all_asset_keys())
+        if graph.has(key) and graph.get(key).partitions_def is not None
+    ]
+    done = [instance.get_materialized_partitions(key) for key in keys]
+    return set.intersection(*done) if done else set()
 
 
 SUMMARY_SQL = """
@@ -117,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument(
         "--select", nargs="+", metavar="TABLE", help="only these tables (e.g. one source)"
     )
+    backfill_parser = commands.add_parser(
+        "backfill", help="materialise a range of days in chunks, resuming where it stopped"
+    )
+    backfill_parser.add_argument("--start", type=date.fromisoformat, required=True)
+    backfill_parser.add_argument("--end", type=date.fromisoformat, required=True)
+    backfill_parser.add_argument("--chunk-days", type=int, default=30, help="days per run")
+    backfill_parser.add_argument("--select", nargs="+", metavar="TABLE", help="only these tables")
     sql_parser = commands.add_parser("sql", help="query the published warehouse")
     sql_parser.add_argument("query")
     commands.add_parser("ui", help="start the Dagster UI (dagster dev)")
@@ -133,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.select:
             print_summary(start, end)
         return 0
+    if args.command == "backfill":
+        return 0 if run(args.start, args.end, args.select, chunk_days=args.chunk_days) else 1
     if args.command == "sql":
         import duckdb
 

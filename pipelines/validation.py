@@ -180,6 +180,8 @@ def validate(
             results.append(_unique_key(con, rule))
         elif rule.row_count_between:
             results.append(_row_count(con, rule, window, partition_column))
+        elif rule.query:
+            results.append(_query_rule(con, rule))
     (rows_in,) = con.execute("SELECT count(*) FROM checked").fetchone()
     return Validation(results, rows_in)
 
@@ -239,6 +241,14 @@ def _unique_key(con, rule: Rule) -> RuleResult:
     values = ", ".join(f"{k}={first[k]}" for k in rule.unique_key)
     example = f"first: ({values}) in {first['_source']} rows {first['rows'][:SAMPLE_ROWS]}"
     return RuleResult(rule, len(dupes), example, dupes[:SAMPLE_ROWS])
+
+
+def _query_rule(con, rule: Rule) -> RuleResult:
+    offending = fetch_dicts(con, rule.query.replace("{object}", "new"))
+    if not offending:
+        return RuleResult(rule)
+    first = ", ".join(f"{k}={v}" for k, v in offending[0].items())
+    return RuleResult(rule, len(offending), f"first: {first}", offending[:SAMPLE_ROWS])
 
 
 def _row_count(con, rule: Rule, window: Window | None, partition_column: str | None) -> RuleResult:

@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.contracts import Contract, load_contracts
+from pipelines.contracts import Contract, parse_contract
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError
 from pipelines.settings import CONTRACTS_DIR
 from pipelines.validation import Validation, Window, fetch_dicts, quote, validate
@@ -150,7 +150,7 @@ class Warehouse:
 
     def _quarantine(self, con, contract: Contract, window: Window | None, partition_column) -> int:
         """Replace the quarantined rows of this table and window by this batch's; count them."""
-        quarantine = load_contracts(self.contracts_dir)[QUARANTINE_TABLE]
+        quarantine = parse_contract(self.contracts_dir / f"{QUARANTINE_TABLE}.odcs.yaml")
         self._ensure_table(con, quarantine, rebuildable=False)
         # A row's day files it under its partition, so that re-running the partition replaces
         # it; a day that does not parse, or lies outside the run's window, files it under the
