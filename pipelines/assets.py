@@ -16,6 +16,7 @@ import polars as pl
 from pipelines.contracts import Contract, Rule
 from pipelines.declarations import Infrastructure, Source
 from pipelines.errors import ContractViolation, DeclarationError
+from pipelines.plots import PlotSpec, markdown_image, render_png
 from pipelines.sources import build_connector
 from pipelines.sql_assets import SqlAssetSpec
 from pipelines.validation import Validation, Window
@@ -102,6 +103,7 @@ def table_asset(
     owner: str,
     metadata: dict | None = None,
     automation_condition: dg.AutomationCondition | None = None,
+    plot: PlotSpec | None = None,
 ) -> dg.AssetsDefinition:
     rules = [*contract.rules, *([WITHIN_PARTITION] if partitions_def is not None else [])]
 
@@ -157,6 +159,12 @@ def table_asset(
                 yield from check_results(violation.validation, contract.quarantine)
             raise dg.Failure(description=str(violation)) from None
         validation = report.validation
+        extra = {}
+        if plot is not None:
+            with warehouse.get().reader() as con:
+                extra["plot"] = dg.MetadataValue.md(
+                    markdown_image(render_png(con, contract.table, plot), plot.title)
+                )
         for failure in validation.failures:
             context.log.warning(f"{contract.table}: {failure}")
         yield dg.MaterializeResult(
@@ -168,6 +176,7 @@ def table_asset(
                 "preview": dg.MetadataValue.md(markdown_table(report.preview))
                 if report.preview
                 else "no rows",
+                **extra,
             },
             check_results=list(check_results(validation, contract.quarantine)),
         )
@@ -316,6 +325,7 @@ def sql_asset(
         rebuildable=True,
         owner=spec.header.owner or owner,
         automation_condition=EAGER_ANY_DAY if eager else None,
+        plot=spec.header.plot,
         metadata={
             "sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```"),
             **{f"assumption/{k}": v for k, v in used.items()},

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError
 
 from pipelines.declarations import Strict, describe_validation_error
 from pipelines.errors import DeclarationError
+from pipelines.plots import PlotSpec
 
 
 class Lookback(Strict):
@@ -35,6 +36,7 @@ class SqlHeader(Strict):
     deps: list[str | dict[str, Lookback]]
     partition_column: str | None = None
     owner: str | None = None  # default: settings.yaml default_owner
+    plot: PlotSpec | None = None  # drawn into the metadata after each write (pipelines/plots.py)
 
     def lookbacks(self) -> dict[str, int]:
         return {

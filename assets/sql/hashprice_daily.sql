@@ -5,6 +5,7 @@
 -- group: network
 -- deps: [btc_network_daily, scenario_factors_daily]
 -- partition_column: date
+-- plot: {title: "Hashprice, USD per PH/s per day", x: date, y: [hashprice_usd_per_ph_day], by: scenario}
 WITH scenario_days AS (
     SELECT
         network.date,

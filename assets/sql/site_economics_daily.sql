@@ -6,6 +6,12 @@
 -- group: economics
 -- deps: [mining_profitability_daily, ai_capacity_daily, curtailment_hourly, hashprice_daily, scenario_factors_daily, gpu_market_prices_daily, asic_fleet, gpu_fleet, sites]
 -- partition_column: date
+-- plot:
+--   title: "Margin per MWh by site, mining against AI (base scenario)"
+--   x: date
+--   y: [mining_margin_usd_per_mwh, ai_margin_usd_per_mwh]
+--   by: site_id
+--   where: "scenario = 'base'"
 WITH own_ai AS (
     SELECT date, site_id, scenario, sum(margin_usd) / sum(energy_mwh) AS own_margin_usd_per_mwh
     FROM ai_capacity_daily
