@@ -16,6 +16,7 @@ import polars as pl
 from pipelines.contracts import Contract, Rule
 from pipelines.declarations import Infrastructure, Source
 from pipelines.errors import ContractViolation, DeclarationError
+from pipelines.lineage import column_lineage
 from pipelines.plots import PlotSpec, markdown_image, render_png
 from pipelines.sources import build_connector
 from pipelines.sql_assets import SqlAssetSpec
@@ -104,6 +105,7 @@ def table_asset(
     metadata: dict | None = None,
     automation_condition: dg.AutomationCondition | None = None,
     plot: PlotSpec | None = None,
+    lineage_of: Callable[[], dg.TableColumnLineage] | None = None,
 ) -> dg.AssetsDefinition:
     rules = [*contract.rules, *([WITHIN_PARTITION] if partitions_def is not None else [])]
 
@@ -160,6 +162,8 @@ def table_asset(
             raise dg.Failure(description=str(violation)) from None
         validation = report.validation
         extra = {}
+        if lineage_of is not None:
+            extra["dagster/column_lineage"] = lineage_of()
         if plot is not None:
             with warehouse.get().reader() as con:
                 extra["plot"] = dg.MetadataValue.md(
@@ -281,12 +285,13 @@ def view_asset(spec: SqlAssetSpec, owner: str, eager: bool) -> dg.AssetsDefiniti
 
 def sql_asset(
     spec: SqlAssetSpec,
-    contract: Contract,
+    contracts: dict[str, Contract],
     partitions_def: dg.PartitionsDefinition,
     parameters: dict,
     owner: str,
     eager: bool,
 ) -> dg.AssetsDefinition:
+    contract = contracts[spec.table]
     unknown = spec.parameters_used() - set(parameters) - {"start_date", "end_date"}
     if unknown:
         raise DeclarationError(f"{spec.path}: unknown query parameter(s) {sorted(unknown)}")
@@ -326,6 +331,11 @@ def sql_asset(
         owner=spec.header.owner or owner,
         automation_condition=EAGER_ANY_DAY if eager else None,
         plot=spec.header.plot,
+        lineage_of=lambda: column_lineage(
+            spec.query,
+            tuple(contract.column_names),
+            tuple((t, tuple(c.column_names)) for t, c in sorted(contracts.items())),
+        ),
         metadata={
             "sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```"),
             **{f"assumption/{k}": v for k, v in used.items()},

@@ -104,7 +104,7 @@ def build_definitions(
             for name, s in sources.items()
         ),
         *(
-            sql_asset(spec, contracts[spec.table], daily, parameters, settings.default_owner, eager)
+            sql_asset(spec, contracts, daily, parameters, settings.default_owner, eager)
             for spec in sql_specs
         ),
         *(view_asset(view, settings.default_owner, eager) for view in views),

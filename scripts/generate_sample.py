@@ -42,7 +42,7 @@ REFERENCE_START, REFERENCE_END = date(2024, 3, 21), date(2024, 5, 20)
 HALVING_DATE, HALVING_HEIGHT = "2024-04-20", 840_000
 BLOCKS_PER_HALVING, BLOCKS_PER_RETARGET = 210_000, 2016
 START_DIFFICULTY = 83_950_745_733_153  # set at block 834,624 (2024-03-07): epoch 414
-START_EPOCH = 834_624 // 2016
+START_EPOCH = 834_624 // BLOCKS_PER_RETARGET
 DIFFICULTY_CHANGES = [1.029, 1.020, 0.944, 1.015, 0.992]  # factors of the next retargets
 # factors of retargets beyond DIFFICULTY_CHANGES (and before START_EPOCH): gauss(mean, sd), clipped
 RETARGET_FACTOR = (1.015, 0.025, 0.9, 1.1)
@@ -73,8 +73,10 @@ CURTAIL_ABOVE_USD_PER_MWH = 150.0
 
 # Nordic (SE1) EUR/MWh level by day of the year, any year (NO4 is 15% lower): the sample's spring
 # decline from 30 to 16, a summer low, an autumn rise and a winter high
+# fmt: off
 NORDIC_SEASON = {"01-01": 40, "02-15": 38, "03-21": 30, "05-20": 16, "07-15": 12, "09-01": 20,
-                 "10-15": 30, "12-01": 38}  # fmt: skip
+                 "10-15": 30, "12-01": 38}
+# fmt: on
 NORDIC_LEVEL_MAX = (42, 1.4)  # the walk's cap: max(first, second * seasonal level)
 
 # TARGET closing days (no ECB reference rates) besides weekends: these fixed days of every year,
@@ -220,13 +222,8 @@ def btc_prices(rng, days):
     levels = dict(zip(inside, interpolate(inside, anchors), strict=True))
     for edge, direction in ((first, -1), (last, 1)):
         beyond = [d for d in days if (d - edge).days * direction > 0]
-        levels.update(
-            zip(
-                beyond,
-                drifting_level(beyond, edge, anchors[edge.isoformat()], direction),
-                strict=True,
-            )
-        )
+        drifted = drifting_level(beyond, edge, anchors[edge.isoformat()], direction)
+        levels.update(zip(beyond, drifted, strict=True))
     trend = [levels[d] for d in days]
     fine = [min(BTC_PRICE_ANCHORS) <= d.isoformat() <= max(BTC_PRICE_ANCHORS) for d in days]
     sd = [600 if f else BTC_PRICE_SD * t for f, t in zip(fine, trend, strict=True)]

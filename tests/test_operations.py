@@ -116,6 +116,16 @@ def test_freshness_owner_and_preview_come_from_the_declarations(project):
     ]  # fmt: skip
     preview = materialization.materialization.metadata["preview"].value
     assert preview.startswith("| date | site_id | scenario |") and "2024-04-02" in preview
+    metadata = materialization.materialization.metadata
+    assert metadata["plot"].value.startswith("![Margin per MWh by site")
+    lineage = metadata["dagster/column_lineage"].value.deps_by_column
+    assert (
+        dg.TableColumnDep(
+            asset_key=dg.AssetKey("mining_profitability_daily"), column_name="margin_usd"
+        )
+        in lineage["mining_margin_usd_per_mwh"]
+    )
+    assert {d.asset_key.path[-1] for d in lineage["ai_capex_usd_per_mw"]} == {"gpu_fleet", "sites"}
 
 
 def test_drop_sensor_runs_the_days_of_new_or_changed_files_once(project, tmp_path):
