@@ -10,6 +10,7 @@ write. Every result names the source file or URL, the row, the column, the value
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -55,6 +56,7 @@ class Validation:
     results: list[RuleResult]
     rows_in: int = 0
     rows_quarantined: int = 0
+    kept_out: str = "false"  # SQL over `checked`: the rows a blocking row-level rule keeps out
 
     @property
     def failures(self) -> list[RuleResult]:
@@ -144,27 +146,26 @@ def validate(
     tags = [f"CASE WHEN _type_failed THEN '{TYPES_RULE}' END"] + [
         f"CASE WHEN NOT _type_failed AND NOT ({r.condition}) THEN '{r.name}' END" for r in row_rules
     ]
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE incoming_rows AS "
-        f"SELECT *, CAST({source} AS VARCHAR) AS _src, CAST({row} AS BIGINT) AS _rownum, "
-        # _row numbers lines within a file, and a batch may combine files: _seq tells rows apart
-        f"row_number() OVER () AS _seq FROM {incoming}"
-    )
-    # Row conditions see the typed row as `new` (correlated subqueries use new.<column>).
+    # One pass, one copy: the typed row (seen as `new` by row conditions, so correlated
+    # subqueries use new.<column>), the rules it breaks, and, for a failing row only, the row as
+    # it arrived (for the quarantine and for messages).
     typed = ", ".join(f"{cast} AS {quote(name)}" for name, cast in casts.items())
+    as_arrived = ", ".join(f"{quote(c)} := raw.{quote(c)}" for c in contract.column_names)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE checked AS "
-        f"WITH new AS (SELECT {typed}, raw._src AS _source, raw._rownum AS _row, raw._seq, "
-        f"({type_failed}) AS _type_failed FROM incoming_rows AS raw) "
-        f"SELECT new.* EXCLUDE (_type_failed), "
-        f"list_filter([{', '.join(tags)}], x -> x IS NOT NULL) AS _failed FROM new"
+        f"WITH new AS (SELECT {typed}, CAST({source} AS VARCHAR) AS _source, "
+        f"CAST({row} AS BIGINT) AS _row, ({type_failed}) AS _type_failed, "
+        f"struct_pack({as_arrived}) AS _arrived FROM {incoming} AS raw) "
+        f", tagged AS (SELECT new.*, list_filter([{', '.join(tags)}], x -> x IS NOT NULL) "
+        f"AS _failed FROM new) "
+        f"SELECT * EXCLUDE (_type_failed, _arrived), "
+        f"CASE WHEN len(_failed) > 0 THEN CAST(to_json(_arrived) AS VARCHAR) END AS _raw "
+        f"FROM tagged"
     )
     blocking = [f"'{r.name}'" for r in [contract.rule(TYPES_RULE), *row_rules] if r.blocking]
+    kept_out = f"list_has_any(_failed, [{', '.join(blocking)}])"
     # `new`: the rows the write may keep; a row breaking only warnings stays
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW new AS SELECT * FROM checked "
-        f"WHERE NOT list_has_any(_failed, [{', '.join(blocking)}])"
-    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW new AS SELECT * FROM checked WHERE NOT {kept_out}")
 
     counts = dict(
         con.execute(
@@ -183,20 +184,21 @@ def validate(
         elif rule.query:
             results.append(_query_rule(con, rule))
     (rows_in,) = con.execute("SELECT count(*) FROM checked").fetchone()
-    return Validation(results, rows_in)
+    return Validation(results, rows_in, kept_out=kept_out)
 
 
 def _type_result(con, contract: Contract, casts: dict, failing: int) -> RuleResult:
     rule = contract.rule(TYPES_RULE)
     if not failing:
         return RuleResult(rule)
-    sample = fetch_dicts(
+    failing = fetch_dicts(
         con,
-        "SELECT raw.*, raw._src AS _source, raw._rownum AS _row FROM incoming_rows AS raw "
-        "JOIN checked USING (_seq) "
-        f"WHERE list_contains(checked._failed, '{TYPES_RULE}') ORDER BY raw._seq "
-        f"LIMIT {SAMPLE_ROWS}",
+        f"SELECT _source, _row, _raw FROM checked WHERE list_contains(_failed, '{TYPES_RULE}') "
+        f"ORDER BY _source, _row LIMIT {SAMPLE_ROWS}",
     )
+    sample = [
+        {**json.loads(r["_raw"]), "_source": r["_source"], "_row": r["_row"]} for r in failing
+    ]
     first = sample[0]
     bad = next(  # the first column of the first row whose value does not cast
         c
@@ -214,8 +216,8 @@ def _row_result(con, contract: Contract, rule: Rule, failing: int) -> RuleResult
         return RuleResult(rule)
     sample = fetch_dicts(
         con,
-        f"SELECT * EXCLUDE (_failed, _seq) FROM checked "
-        f"WHERE list_contains(_failed, '{rule.name}') ORDER BY _seq LIMIT {SAMPLE_ROWS}",
+        f"SELECT * EXCLUDE (_failed, _raw) FROM checked "
+        f"WHERE list_contains(_failed, '{rule.name}') ORDER BY _source, _row LIMIT {SAMPLE_ROWS}",
     )
     first = sample[0]
     if rule.column:
@@ -259,10 +261,10 @@ def _row_count(con, rule: Rule, window: Window | None, partition_column: str | N
     else:
         bad = fetch_dicts(
             con,
-            f"SELECT CAST(day AS DATE) AS day, count(new._seq) AS rows "
+            f"SELECT CAST(day AS DATE) AS day, count(new._row) AS rows "
             f"FROM range($start::DATE, $end::DATE, INTERVAL 1 DAY) AS days(day) "
             f"LEFT JOIN new ON CAST(new.{quote(partition_column)} AS DATE) = day "
-            f"GROUP BY day HAVING count(new._seq) NOT BETWEEN {low} AND {high} ORDER BY day",
+            f"GROUP BY day HAVING count(new._row) NOT BETWEEN {low} AND {high} ORDER BY day",
             {"start": window.start, "end": window.end},
         )
     if not bad:

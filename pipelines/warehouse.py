@@ -134,7 +134,7 @@ class Warehouse:
                 columns = ", ".join(quote(c) for c in contract.column_names)
                 con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM new")
                 validation.rows_quarantined = self._quarantine(
-                    con, contract, window, partition_column
+                    con, contract, window, partition_column, validation.kept_out
                 )
                 (written,) = con.execute("SELECT count(*) FROM new").fetchone()
                 order = ", ".join(quote(k) for k in contract.key) or "1"
@@ -148,17 +148,18 @@ class Warehouse:
                 raise
         return WriteReport(contract.table, written, total, validation, preview)
 
-    def _quarantine(self, con, contract: Contract, window: Window | None, partition_column) -> int:
+    def _quarantine(
+        self, con, contract: Contract, window: Window | None, partition_column, kept_out: str
+    ) -> int:
         """Replace the quarantined rows of this table and window by this batch's; count them."""
         quarantine = parse_contract(self.contracts_dir / f"{QUARANTINE_TABLE}.odcs.yaml")
         self._ensure_table(con, quarantine, rebuildable=False)
-        # A row's day files it under its partition, so that re-running the partition replaces
-        # it; a day that does not parse, or lies outside the run's window, files it under the
-        # window's first day.
-        raw_day = "NULL"
+        day = "NULL"
         if window is not None:
-            parsed = f"TRY_CAST(left(CAST(raw.{quote(partition_column)} AS VARCHAR), 10) AS DATE)"
-            raw_day = (
+            # A row is filed under its day, so re-running that partition replaces it; a day that
+            # did not cast, or lies outside the run's window, files it under the window's start.
+            parsed = f"CAST({quote(partition_column)} AS DATE)"
+            day = (
                 f"CASE WHEN {parsed} >= DATE '{window.start}' AND {parsed} < DATE '{window.end}' "
                 f"THEN {parsed} ELSE DATE '{window.start}' END"
             )
@@ -171,14 +172,9 @@ class Warehouse:
         con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE {where}", bounds)
         if not contract.quarantine:
             return 0
-        raw_columns = ", ".join(f"{quote(c)} := raw.{quote(c)}" for c in contract.column_names)
         con.execute(
-            f"INSERT INTO {QUARANTINE_TABLE} "
-            "SELECT now(), $table, " + raw_day + ", checked._source, checked._row, "
-            "array_to_string(checked._failed, ', '), "
-            f"CAST(to_json(struct_pack({raw_columns})) AS VARCHAR) "
-            "FROM checked JOIN incoming_rows AS raw USING (_seq) "
-            "WHERE checked._seq NOT IN (SELECT _seq FROM new)",
+            f"INSERT INTO {QUARANTINE_TABLE} SELECT now(), $table, {day}, _source, _row, "
+            f"array_to_string(_failed, ', '), _raw FROM checked WHERE {kept_out}",
             {"table": contract.table},
         )
         (n,) = con.execute(
