@@ -147,29 +147,38 @@ def validate(
         f"CASE WHEN NOT _type_failed AND NOT ({r.condition}) THEN '{r.name}' END" for r in row_rules
     ]
     # One pass, one copy: the typed row (seen as `new` by row conditions, so correlated
-    # subqueries use new.<column>), the rules it breaks, and, for a failing row only, the row as
-    # it arrived (for the quarantine and for messages).
+    # subqueries use new.<column>), whether it passes every row-level rule, and only for a row
+    # that does not: the rules it breaks and the row as it arrived (for messages and quarantine).
     typed = ", ".join(f"{cast} AS {quote(name)}" for name, cast in casts.items())
-    as_arrived = ", ".join(f"{quote(c)} := raw.{quote(c)}" for c in contract.column_names)
+    arrived = ", ".join(
+        f"raw.{quote(c)} AS {quote('_arrived_' + c)}" for c in contract.column_names
+    )
+    as_arrived = ", ".join(f"{quote(c)} := {quote('_arrived_' + c)}" for c in contract.column_names)
+    passes = " AND ".join(
+        ["NOT _type_failed"] + [f"(({r.condition}) IS NOT FALSE)" for r in row_rules]
+    )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE checked AS "
         f"WITH new AS (SELECT {typed}, CAST({source} AS VARCHAR) AS _source, "
-        f"CAST({row} AS BIGINT) AS _row, ({type_failed}) AS _type_failed, "
-        f"struct_pack({as_arrived}) AS _arrived FROM {incoming} AS raw) "
-        f", tagged AS (SELECT new.*, list_filter([{', '.join(tags)}], x -> x IS NOT NULL) "
-        f"AS _failed FROM new) "
-        f"SELECT * EXCLUDE (_type_failed, _arrived), "
-        f"CASE WHEN len(_failed) > 0 THEN CAST(to_json(_arrived) AS VARCHAR) END AS _raw "
-        f"FROM tagged"
+        f"CAST({row} AS BIGINT) AS _row, ({type_failed}) AS _type_failed, {arrived} "
+        f"FROM {incoming} AS raw), "
+        f"judged AS (SELECT new.*, {passes} AS _passes FROM new) "
+        f"SELECT COLUMNS(c -> NOT starts_with(c, '_arrived_') AND c NOT IN ('_type_failed', "
+        f"'_passes')), "
+        f"CASE WHEN _passes THEN NULL ELSE list_filter([{', '.join(tags)}], x -> x IS NOT NULL) "
+        f"END AS _failed, "
+        f"CASE WHEN _passes THEN NULL ELSE CAST(to_json(struct_pack({as_arrived})) AS VARCHAR) "
+        f"END AS _raw FROM judged AS new"
     )
     blocking = [f"'{r.name}'" for r in [contract.rule(TYPES_RULE), *row_rules] if r.blocking]
-    kept_out = f"list_has_any(_failed, [{', '.join(blocking)}])"
+    kept_out = f"coalesce(list_has_any(_failed, [{', '.join(blocking)}]), false)"
     # `new`: the rows the write may keep; a row breaking only warnings stays
     con.execute(f"CREATE OR REPLACE TEMP VIEW new AS SELECT * FROM checked WHERE NOT {kept_out}")
 
     counts = dict(
         con.execute(
-            "SELECT rule, count(*) FROM (SELECT unnest(_failed) AS rule FROM checked) GROUP BY rule"
+            "SELECT rule, count(*) FROM (SELECT unnest(_failed) AS rule FROM checked "
+            "WHERE _failed IS NOT NULL) GROUP BY rule"
         ).fetchall()
     )
     results = [RuleResult(contract.rule(COLUMNS_RULE))]
@@ -231,18 +240,22 @@ def _row_result(con, contract: Contract, rule: Rule, failing: int) -> RuleResult
 
 def _unique_key(con, rule: Rule) -> RuleResult:
     key = ", ".join(quote(k) for k in rule.unique_key)
-    dupes = fetch_dicts(
-        con,
-        f"SELECT {key}, count(*) AS copies, list(_row ORDER BY _row) AS rows, "
-        f"any_value(_source) AS _source FROM new GROUP BY ALL HAVING count(*) > 1 "
-        f"ORDER BY min(_row)",
-    )
-    if not dupes:
+    (duplicated,) = con.execute(
+        f"SELECT count(*) FROM (SELECT {key} FROM new GROUP BY ALL HAVING count(*) > 1)"
+    ).fetchone()
+    if not duplicated:
         return RuleResult(rule)
+    dupes = fetch_dicts(  # the rows of the first few duplicated keys
+        con,
+        f"WITH keys AS (SELECT {key} FROM new GROUP BY ALL HAVING count(*) > 1) "
+        f"SELECT {key}, count(*) AS copies, list(_row ORDER BY _row) AS rows, "
+        f"any_value(_source) AS _source FROM new SEMI JOIN keys USING ({key}) "
+        f"GROUP BY ALL ORDER BY min(_row) LIMIT {SAMPLE_ROWS}",
+    )
     first = dupes[0]
     values = ", ".join(f"{k}={first[k]}" for k in rule.unique_key)
     example = f"first: ({values}) in {first['_source']} rows {first['rows'][:SAMPLE_ROWS]}"
-    return RuleResult(rule, len(dupes), example, dupes[:SAMPLE_ROWS])
+    return RuleResult(rule, duplicated, example, dupes)
 
 
 def _query_rule(con, rule: Rule) -> RuleResult:
