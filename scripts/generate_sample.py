@@ -371,8 +371,8 @@ def gpu_market_prices_daily(days):
     for model, variant, source, lease, start, end, offers in GPU_MARKET:
         sd = 0.004 if source == "broker-index" else 0.025 * start
         trend = reference_trend(days, start, end)
-        lo = [min(0.5 * end, 0.75 * t) for t in trend]  # 0.5 * end on the reference span
-        hi = [max(1.5 * start, 1.25 * t) for t in trend]  # 1.5 * start on the reference span
+        lo = [min(0.5 * end, 0.9 * t) for t in trend]  # 0.5 * end on the reference span
+        hi = [max(1.5 * start, 1.1 * t) for t in trend]  # 1.5 * start on the reference span
         median = walk(rng, trend, sd, lo, hi)
         leases = [(lease, 1.0)] + ([("spot", None)] if lease == "on-demand" else [])
         for lease_type, factor in leases:
