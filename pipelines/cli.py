@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import sys
 from datetime import date
 from pathlib import Path
@@ -22,6 +23,9 @@ from pathlib import Path
 from pipelines.alerts import failure_message
 from pipelines.errors import MegawattError
 from pipelines.settings import ASSETS_DIR, DAGSTER_HOME, PROJECT_DIR, WAREHOUSE_DIR
+
+# tags of the runs `megawatt` starts, to tell an interrupted one from one still going
+HOST_TAG, PID_TAG = "megawatt/host", "megawatt/pid"
 
 
 def prepare_dagster_home() -> Path:
@@ -64,6 +68,7 @@ def run(
     chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
     selection = [dg.AssetKey(t) for t in tables] if tables else None
     with dg.DagsterInstance.get() as instance:
+        release_interrupted_runs(instance)
         done = completed_days(instance, defs, selection) if chunk_days else set()
         progress = tqdm(total=len(wanted), unit="day", desc="backfill", disable=not chunk_days)
         for chunk in chunks:
@@ -73,7 +78,8 @@ def run(
             result = job.execute_in_process(
                 instance=instance,
                 tags={ASSET_PARTITION_RANGE_START_TAG: chunk[0],
-                      ASSET_PARTITION_RANGE_END_TAG: chunk[-1]},
+                      ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
+                      HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())},
                 # failures are printed below, one line each; the full logs are in the history
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
                 asset_selection=selection,
@@ -87,6 +93,32 @@ def run(
                 return False
             progress.update(len(chunk))
         progress.close()
+    return True
+
+
+def release_interrupted_runs(instance) -> None:
+    """Runs started here whose process is gone (killed, say) still hold their writer slot in
+    Dagster's concurrency pool: mark them failed and free it, so the next run does not wait."""
+    import dagster as dg
+
+    active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(statuses=active, tags={HOST_TAG: socket.gethostname()})
+    )
+    for run in runs:
+        pid = int(run.tags.get(PID_TAG, "0"))
+        if pid and not _alive(pid):
+            instance.report_run_failed(run, f"its process {pid} is gone: the run was interrupted")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
 
 

@@ -185,13 +185,19 @@ def validate(
     results.append(_type_result(con, contract, casts, counts.get(TYPES_RULE, 0)))
     for rule in row_rules:
         results.append(_row_result(con, contract, rule, counts.get(rule.name, 0)))
+    # a rule on the batch as a whole names the files (or the origin) the batch came from
+    files = [
+        f for (f,) in con.execute("SELECT DISTINCT _source FROM checked ORDER BY 1").fetchall()
+    ]
+    batch = f"in the batch from {', '.join(files[:3]) + (' ...' if len(files) > 3 else '')}"
+    batch = batch if files else f"in the batch from {origin} (no rows)"
     for rule in contract.rules:
         if rule.unique_key:
             results.append(_unique_key(con, rule))
         elif rule.row_count_between:
-            results.append(_row_count(con, rule, window, partition_column))
+            results.append(_row_count(con, rule, window, partition_column, batch))
         elif rule.query:
-            results.append(_query_rule(con, rule))
+            results.append(_query_rule(con, rule, batch))
     (rows_in,) = con.execute("SELECT count(*) FROM checked").fetchone()
     return Validation(results, rows_in, kept_out=kept_out)
 
@@ -258,15 +264,17 @@ def _unique_key(con, rule: Rule) -> RuleResult:
     return RuleResult(rule, duplicated, example, dupes)
 
 
-def _query_rule(con, rule: Rule) -> RuleResult:
+def _query_rule(con, rule: Rule, batch: str) -> RuleResult:
     offending = fetch_dicts(con, rule.query.replace("{object}", "new"))
     if not offending:
         return RuleResult(rule)
     first = ", ".join(f"{k}={v}" for k, v in offending[0].items())
-    return RuleResult(rule, len(offending), f"first: {first}", offending[:SAMPLE_ROWS])
+    return RuleResult(rule, len(offending), f"first: {first}, {batch}", offending[:SAMPLE_ROWS])
 
 
-def _row_count(con, rule: Rule, window: Window | None, partition_column: str | None) -> RuleResult:
+def _row_count(
+    con, rule: Rule, window: Window | None, partition_column: str | None, batch: str
+) -> RuleResult:
     low, high = rule.row_count_between
     if window is None or partition_column is None:
         (n,) = con.execute("SELECT count(*) FROM new").fetchone()
@@ -282,5 +290,5 @@ def _row_count(con, rule: Rule, window: Window | None, partition_column: str | N
         )
     if not bad:
         return RuleResult(rule)
-    example = f"first: {bad[0]['day']} has {bad[0]['rows']} row(s)"
+    example = f"first: {bad[0]['day']} has {bad[0]['rows']} row(s) {batch}"
     return RuleResult(rule, len(bad), example, bad[:SAMPLE_ROWS])

@@ -115,10 +115,13 @@ class Warehouse:
                 validation = validate(con, contract, "incoming", origin, window, partition_column)
                 blocking = validation.blocking(quarantined=contract.quarantine)
                 if blocking:
+                    # the row-level failures too: they may be why a table-level rule failed
+                    others = [f for f in validation.failures if f not in blocking]
                     raise ContractViolation(
                         f"{contract.table}: {len(blocking)} blocking rule(s) of "
                         f"{contract.path} failed, nothing was written:\n- "
-                        + "\n- ".join(str(f) for f in blocking),
+                        + "\n- ".join(str(f) for f in blocking)
+                        + ("\nalso failed:\n- " + "\n- ".join(map(str, others)) if others else ""),
                         validation,
                     )
                 days = (

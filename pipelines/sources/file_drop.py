@@ -39,6 +39,7 @@ the window give no rows (the contract's row-count rule then decides).
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -189,8 +190,27 @@ def check_header(what: str, path: Path, header: list[str], expected: list[str], 
     )  # fmt: skip
 
 
+def _check_complete(what: str, path: Path) -> None:
+    """A file cut short (a copy or upload that stopped) must not load as if it were whole."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        line = data.count(b"\n") + 1
+        raise SourceError(
+            f"{what}: {path}: truncated: line {line}, the last, has no line end "
+            "(an export always ends with one); the file is incomplete"
+        )
+    lines = data.decode("utf-8-sig", errors="replace").splitlines()
+    widths = [len(row) for row in csv.reader(lines)]
+    for number, width in enumerate(widths[1:], start=2):
+        if width not in (0, widths[0]):
+            raise SourceError(
+                f"{what}: {path}: line {number} has {width} field(s), the header {widths[0]}"
+            )
+
+
 def _scan(what: str, path: Path, expected: list[str], optional=()) -> pl.LazyFrame:
     """One file, every value as trimmed text, with `_source` and `_row` (its line number)."""
+    _check_complete(what, path)
     try:
         frame = pl.scan_csv(path, infer_schema=False)
         names = frame.collect_schema().names()
