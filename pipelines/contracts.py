@@ -51,6 +51,11 @@ class Column:
     key_position: int | None = None
 
 
+def quote(name: str) -> str:
+    """A SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 @dataclass(frozen=True)
 class Rule:
     """A check every row (``condition``) or the table as a whole must pass."""
@@ -63,6 +68,11 @@ class Rule:
     row_count_between: tuple[int, int] | None = None  # table-level rule
     unique_key: tuple[str, ...] | None = None  # table-level rule
     query: str | None = None  # table-level rule: SQL over {object} returning offending rows
+    # what Great Expectations runs: not_null, range, valid_values (its column expectations),
+    # or "sql" (the condition or query, counted as unexpected rows)
+    kind: str = "sql"
+    bounds: tuple | None = None
+    valid_values: tuple | None = None
 
     @property
     def blocking(self) -> bool:
@@ -155,7 +165,14 @@ def _column(table: str, path: Path, prop: dict) -> tuple[Column, list[Rule]]:
     quoted = f'"{name}"'
     if column.required:
         rules.append(
-            Rule(f"{name}_not_null", f"{name} is required", "error", name, f"{quoted} IS NOT NULL")
+            Rule(
+                f"{name}_not_null",
+                f"{name} is required",
+                "error",
+                name,
+                f"{quoted} IS NOT NULL",
+                kind="not_null",
+            )  # fmt: skip
         )
     if column.minimum is not None or column.maximum is not None:
         bounds = []
@@ -171,6 +188,8 @@ def _column(table: str, path: Path, prop: dict) -> tuple[Column, list[Rule]]:
                 "error",
                 name,
                 f"{quoted} IS NULL OR ({' AND '.join(bounds)})",
+                kind="range",
+                bounds=(column.minimum, column.maximum),
             )
         )
     if valid_values is not None:
@@ -182,6 +201,8 @@ def _column(table: str, path: Path, prop: dict) -> tuple[Column, list[Rule]]:
                 "error",
                 name,
                 f"{quoted} IS NULL OR {quoted} IN ({listed})",
+                kind="valid_values",
+                valid_values=valid_values,
             )
         )
     return column, rules

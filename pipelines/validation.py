@@ -1,11 +1,13 @@
-"""Validate a staged batch against its contract, inside the writer's transaction, in DuckDB SQL.
+"""Validate a staged batch against its contract, inside the writer's transaction.
 
-The batch is checked as it will be stored, in one scan: every row gets the list of row-level rules
-it breaks (a value that does not cast to its column's type, a null, a range, a set, a row
-condition, a day outside the partition); then the table-level rules (the key is unique, the row
-count per day) run on the rows that pass. Where the contract allows it, rows that break row-level
-rules are quarantined and the others go on; otherwise any failure of a blocking rule stops the
-write. Every result names the source file or URL, the row, the column, the value and the rule.
+The batch is typed as it will be stored (a value that does not cast is a failure with its row);
+Great Expectations then judges the row-level rules (nulls, ranges, sets, row conditions, the
+partition window) on the rows that cast, and the table-level rules (the key is unique, rows per
+day, SQL over the batch) on the rows kept (pipelines/expectations.py). Only for the rules GX
+fails does DuckDB find the rows, tag them with the rules they break, and describe the first.
+Where the contract allows it, rows that break row-level rules are quarantined and the others go
+on; otherwise any failure of a blocking rule stops the write. Every result names the source file
+or URL, the row, the column, the value and the rule.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from datetime import date
 
 import duckdb
 
-from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Contract, Rule
+from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Contract, Rule, quote
+from pipelines.expectations import failing_rules
 
 LINEAGE_COLUMNS = ("_source", "_row")  # where each incoming row came from, for error messages
 SAMPLE_ROWS = 5
@@ -67,10 +70,6 @@ class Validation:
         return [
             r for r in self.failures if r.rule.blocking and not (quarantined and r.rule.row_level)
         ]
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
@@ -142,34 +141,32 @@ def validate(
     type_failed = " OR ".join(f"(raw.{quote(n)} IS NOT NULL AND {cast} IS NULL)"
                               for n, cast in casts.items())  # fmt: skip
     row_rules = _row_rules(contract, window, partition_column)
-    # A value that does not cast fails its type only, not the rules that would see it as null.
-    tags = [f"CASE WHEN _type_failed THEN '{TYPES_RULE}' END"] + [
-        f"CASE WHEN NOT _type_failed AND NOT ({r.condition}) THEN '{r.name}' END" for r in row_rules
-    ]
-    # One pass, one copy: the typed row (seen as `new` by row conditions, so correlated
-    # subqueries use new.<column>), whether it passes every row-level rule, and only for a row
-    # that does not: the rules it breaks and the row as it arrived (for messages and quarantine).
+    # The typed rows, in one copy; the row as it arrived is kept only where a value did not cast.
     typed = ", ".join(f"{cast} AS {quote(name)}" for name, cast in casts.items())
-    arrived = ", ".join(
-        f"raw.{quote(c)} AS {quote('_arrived_' + c)}" for c in contract.column_names
-    )
-    as_arrived = ", ".join(f"{quote(c)} := {quote('_arrived_' + c)}" for c in contract.column_names)
-    passes = " AND ".join(
-        ["NOT _type_failed"] + [f"(({r.condition}) IS NOT FALSE)" for r in row_rules]
-    )
+    as_arrived = ", ".join(f"{quote(c)} := raw.{quote(c)}" for c in contract.column_names)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE checked AS "
-        f"WITH new AS (SELECT {typed}, CAST({source} AS VARCHAR) AS _source, "
-        f"CAST({row} AS BIGINT) AS _row, ({type_failed}) AS _type_failed, {arrived} "
-        f"FROM {incoming} AS raw), "
-        f"judged AS (SELECT new.*, {passes} AS _passes FROM new) "
-        f"SELECT COLUMNS(c -> NOT starts_with(c, '_arrived_') AND c NOT IN ('_type_failed', "
-        f"'_passes')), "
-        f"CASE WHEN _passes THEN NULL ELSE list_filter([{', '.join(tags)}], x -> x IS NOT NULL) "
-        f"END AS _failed, "
-        f"CASE WHEN _passes THEN NULL ELSE CAST(to_json(struct_pack({as_arrived})) AS VARCHAR) "
-        f"END AS _raw FROM judged AS new"
+        f"SELECT {typed}, CAST({source} AS VARCHAR) AS _source, CAST({row} AS BIGINT) AS _row, "
+        f"CASE WHEN {type_failed} THEN ['{TYPES_RULE}'] END AS _failed, "
+        f"CASE WHEN {type_failed} THEN CAST(to_json(struct_pack({as_arrived})) AS VARCHAR) END "
+        f"AS _raw FROM {incoming} AS raw"
     )
+    # Great Expectations judges the rows that cast (a value that does not cast fails its type
+    # only); DuckDB then tags the rows of the rules it failed, and only those.
+    failed = failing_rules(con, "SELECT * FROM checked WHERE _failed IS NULL", row_rules)
+    tagged = [r for r in row_rules if r.name in failed]
+    if tagged:
+        tags = ", ".join(f"CASE WHEN ({r.condition}) IS FALSE THEN '{r.name}' END" for r in tagged)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE checked AS SELECT * REPLACE (coalesce(_failed, "
+            f"nullif(list_filter([{tags}], x -> x IS NOT NULL), [])) AS _failed) "
+            "FROM checked AS new"
+        )
+        as_stored = ", ".join(f"{quote(c)} := {quote(c)}" for c in contract.column_names)
+        con.execute(
+            f"UPDATE checked SET _raw = CAST(to_json(struct_pack({as_stored})) AS VARCHAR) "
+            "WHERE _raw IS NULL AND _failed IS NOT NULL"
+        )
     blocking = [f"'{r.name}'" for r in [contract.rule(TYPES_RULE), *row_rules] if r.blocking]
     kept_out = f"coalesce(list_has_any(_failed, [{', '.join(blocking)}]), false)"
     # `new`: the rows the write may keep; a row breaking only warnings stays
@@ -191,15 +188,44 @@ def validate(
     ]
     batch = f"in the batch from {', '.join(files[:3]) + (' ...' if len(files) > 3 else '')}"
     batch = batch if files else f"in the batch from {origin} (no rows)"
+    # the rules on the batch as a whole run on the rows it keeps
+    table_rules = [
+        _as_query(r, window, partition_column) if r.row_count_between else r
+        for r in contract.rules
+        if r.unique_key or r.row_count_between or r.query
+    ]
+    failed = failing_rules(con, "SELECT * FROM new", table_rules)
     for rule in contract.rules:
-        if rule.unique_key:
+        if not (rule.unique_key or rule.row_count_between or rule.query):
+            continue
+        if rule.name not in failed:
+            results.append(RuleResult(rule))
+        elif rule.unique_key:
             results.append(_unique_key(con, rule))
         elif rule.row_count_between:
             results.append(_row_count(con, rule, window, partition_column, batch))
-        elif rule.query:
+        else:
             results.append(_query_rule(con, rule, batch))
     (rows_in,) = con.execute("SELECT count(*) FROM checked").fetchone()
     return Validation(results, rows_in, kept_out=kept_out)
+
+
+def _as_query(rule: Rule, window: Window | None, partition_column: str | None) -> Rule:
+    """A rows-per-day rule as a query over the batch, for Great Expectations."""
+    low, high = rule.row_count_between
+    if window is None or partition_column is None:
+        query = (
+            f"SELECT count(*) AS rows FROM {{object}} HAVING count(*) NOT BETWEEN {low} AND {high}"
+        )
+    else:
+        column = quote(partition_column)
+        query = (
+            f"SELECT CAST(day AS DATE) AS day FROM range(DATE '{window.start}', "
+            f"DATE '{window.end}', INTERVAL 1 DAY) AS days(day) LEFT JOIN {{object}} AS b "
+            f"ON CAST(b.{column} AS DATE) = day GROUP BY day "
+            f"HAVING count(b.{column}) NOT BETWEEN {low} AND {high}"
+        )
+    return Rule(rule.name, rule.description, rule.severity, query=query)
 
 
 def _type_result(con, contract: Contract, casts: dict, failing: int) -> RuleResult:

@@ -1,0 +1,128 @@
+"""Great Expectations judges each batch against its contract's rules, through the writer's own
+DuckDB connection, inside the write's transaction (the batch is uncommitted, and no other
+process may open the file).
+
+GX's SQL datasource on DuckDB loses its results (GX #11579: it fetches after the connection went
+back to the pool, which rolled it back). Here SQLAlchemy gets the writer's connection wrapped so
+that begin, commit, rollback and close do nothing: the pipeline alone ends its transaction, and
+GX's fetch finds its result intact. GX decides which rules fail (BOOLEAN_ONLY: one bundled query
+for the column rules, one count per row condition); the writer then asks DuckDB which rows, only
+for the rules that failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import cache
+
+import duckdb
+
+from pipelines.contracts import Rule, quote
+
+# GX warns that it has no DuckDB type module; only type expectations reach it, not these rules.
+logging.getLogger("great_expectations.expectations.type_comparison").setLevel(logging.ERROR)
+
+
+@cache
+def _gx():
+    """Import GX once, on first use (the import costs seconds)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from duckdb_engine import ConnectionWrapper
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    class BorrowedConnection(ConnectionWrapper):
+        """The writer's connection as SQLAlchemy sees it; the transaction stays the writer's."""
+
+        def begin(self) -> None:
+            pass
+
+        def commit(self) -> None:
+            pass
+
+        def rollback(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    class UnexpectedRowsCount(gxe.UnexpectedRowsExpectation):
+        """UnexpectedRowsExpectation that only counts (the stock one also fetches the rows)."""
+
+        metric_dependencies = ("unexpected_rows_query.row_count",)
+
+        def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+            rows = metrics["unexpected_rows_query.row_count"]
+            return {"success": rows == 0, "result": {"observed_value": rows}}
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return gx, gxe, BorrowedConnection, UnexpectedRowsCount, context
+
+
+def _rows_query(sql_over_batch: str) -> str:
+    return sql_over_batch.replace("{", "{{").replace("}", "}}").replace("{{batch}}", "{batch}")
+
+
+def _expectation(rule: Rule):
+    _, gxe, _, UnexpectedRowsCount, _ = _gx()
+    meta = {"rule": rule.name}
+    if rule.kind == "not_null":
+        return gxe.ExpectColumnValuesToNotBeNull(column=rule.column, meta=meta)
+    if rule.kind == "range":
+        low, high = rule.bounds
+        return gxe.ExpectColumnValuesToBeBetween(
+            column=rule.column, min_value=low, max_value=high, meta=meta
+        )
+    if rule.kind == "valid_values":
+        return gxe.ExpectColumnValuesToBeInSet(
+            column=rule.column, value_set=list(rule.valid_values), meta=meta
+        )
+    if rule.condition is not None:  # `new` is the row, for correlated subqueries
+        query = f"SELECT * FROM (SELECT * FROM {{batch}}) AS new WHERE ({rule.condition}) IS FALSE"
+    elif rule.unique_key:
+        key = ", ".join(quote(k) for k in rule.unique_key)
+        query = f"SELECT {key} FROM {{batch}} GROUP BY ALL HAVING count(*) > 1"
+    elif rule.query:
+        query = rule.query.replace("{object}", "(SELECT * FROM {batch})")
+    else:
+        raise ValueError(f"no expectation for rule {rule.name}")
+    return UnexpectedRowsCount(unexpected_rows_query=_rows_query(query), meta=meta)
+
+
+def failing_rules(con: duckdb.DuckDBPyConnection, relation: str, rules: list[Rule]) -> set[str]:
+    """Names of the `rules` that `relation` (a query over the writer's connection) breaks."""
+    if not rules:
+        return set()
+    gx, _, BorrowedConnection, _, context = _gx()
+    from sqlalchemy.pool import StaticPool
+
+    source = context.data_sources.add_sql(
+        f"writer_{uuid.uuid4().hex}",
+        connection_string="duckdb://",  # never opened: `creator` lends the writer's connection
+        create_temp_table=False,
+        kwargs={
+            "creator": lambda: BorrowedConnection(con),
+            "poolclass": StaticPool,
+            "pool_reset_on_return": None,
+        },
+    )
+    try:
+        asset = source.add_query_asset("batch", query=relation)
+        batch = asset.get_batch(asset.build_batch_request())
+        suite = gx.ExpectationSuite(name="contract", expectations=[_expectation(r) for r in rules])
+        result = batch.validate(suite, result_format="BOOLEAN_ONLY")
+    finally:
+        context.data_sources.delete(source.name)
+    failing = set()
+    for outcome in result.results:
+        if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+            raise RuntimeError(
+                f"Great Expectations could not evaluate rule "
+                f"{outcome.expectation_config.meta['rule']!r}: "
+                f"{outcome.exception_info.get('exception_message')}"
+            )
+        if not outcome.success:
+            failing.add(outcome.expectation_config.meta["rule"])
+    return failing
