@@ -1,10 +1,10 @@
-"""Dagster assets made from the declarations: one factory, three kinds of input.
+"""Dagster assets made from the declarations: one table factory, three kinds of input.
 
-- reference tables from assets/infrastructure/*.yaml (whole-table assets),
-- raw tables from a source connector (daily-partitioned),
+- reference tables from assets/infrastructure/*.yaml and assets/scenarios.yaml (whole-table),
+- raw tables from source connectors (daily-partitioned),
 - derived tables from a SQL file (daily-partitioned or whole-table).
 Every one writes through `Warehouse.write`, so every table is created, validated and replaced the
-same way, from its contract.
+same way, from its contract. Besides: views for analysts (assets/views/) and the quarantine table.
 """
 
 from collections.abc import Callable
