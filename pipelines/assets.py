@@ -7,6 +7,7 @@ Every one writes through `Warehouse.write`, so every table is created, validated
 same way, from its contract. Besides: views for analysts (assets/views/) and the quarantine table.
 """
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from pipelines.lineage import column_lineage
 from pipelines.plots import PlotSpec, markdown_image, render_png
 from pipelines.sources import build_connector
 from pipelines.sql_assets import SqlAssetSpec
-from pipelines.validation import Validation, Window
-from pipelines.warehouse import Warehouse
+from pipelines.validation import Validation, Window, combine
+from pipelines.warehouse import Rollup, Warehouse
 
 WRITER_POOL = "warehouse_writer"  # one writer at a time: DuckDB allows one writing process
 # Dagster's eager condition without its latest-day limit: a late correction to an old day
@@ -42,7 +43,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return Warehouse(self.directory)
 
 
-def check_results(validation: Validation, quarantined: bool):
+def check_results(validation: Validation, quarantined: bool, prefix: str = ""):
     """One AssetCheckResult per rule. A row-level failure whose rows were quarantined is a
     warning: the table itself only got rows that pass."""
     for result in validation.results:
@@ -62,7 +63,10 @@ def check_results(validation: Validation, quarantined: bool):
             if result.sample:
                 metadata["sample"] = dg.MetadataValue.md(markdown_table(result.sample))
         yield dg.AssetCheckResult(
-            check_name=result.rule.name, passed=result.passed, severity=severity, metadata=metadata
+            check_name=prefix + result.rule.name,
+            passed=result.passed,
+            severity=severity,
+            metadata=metadata,
         )
 
 
@@ -106,8 +110,18 @@ def table_asset(
     automation_condition: dg.AutomationCondition | None = None,
     plot: PlotSpec | None = None,
     lineage_of: Callable[[], dg.TableColumnLineage] | None = None,
+    rollup: Rollup | None = None,
 ) -> dg.AssetsDefinition:
-    rules = [*contract.rules, *([WITHIN_PARTITION] if partitions_def is not None else [])]
+    """The asset writing `contract.table` with the rows `compute` gives; with `rollup`, the asset
+    of the rollup's table instead, fed a day at a time with rows that `contract` validates."""
+    within = [WITHIN_PARTITION] if partitions_def is not None else []
+    checks = [(rule, "") for rule in [*contract.rules, *within]]
+    rows_contract = contract
+    if rollup is not None:  # its checks: the rollup's rules, then the rows' (prefixed)
+        prefix = f"{contract.table}_"
+        checks = [(rule, "") for rule in [*rollup.contract.rules, *within]]
+        checks += [(rule, prefix) for rule in [*rows_contract.rules, *within]]
+        contract = rollup.contract
 
     @dg.asset(
         name=contract.table,
@@ -132,12 +146,12 @@ def table_asset(
         },
         check_specs=[
             dg.AssetCheckSpec(
-                rule.name,
+                prefix + rule.name,
                 asset=contract.table,
-                description=rule.description,
+                description=(f"{rows_contract.table}: " if prefix else "") + rule.description,
                 blocking=rule.blocking,
             )
-            for rule in rules
+            for rule, prefix in checks
         ],
     )
     def _table(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
@@ -145,20 +159,27 @@ def table_asset(
         if partitions_def is not None:
             time_window = context.partition_time_window
             window = Window(time_window.start.date(), time_window.end.date())
-        data, origin, params = compute(window)
         try:
-            report = warehouse.get().write(
-                contract,
-                data,
-                origin=origin,
-                window=window,
-                partition_column=partition_column,
-                params=params,
-                rebuildable=rebuildable,
-            )
+            if rollup is None:
+                data, origin, params = compute(window)
+                report = warehouse.get().write(
+                    contract,
+                    data,
+                    origin=origin,
+                    window=window,
+                    partition_column=partition_column,
+                    params=params,
+                    rebuildable=rebuildable,
+                )
+                checked = list(check_results(report.validation, contract.quarantine))
+            else:
+                report, checked = _write_daily(warehouse.get(), rows_contract, rollup, window,
+                                               partition_column, compute)  # fmt: skip
         except ContractViolation as violation:
             if violation.validation is not None:  # show which rules failed, then fail the step
-                yield from check_results(violation.validation, contract.quarantine)
+                of_rows = rollup is not None and violation.contract.table == rows_contract.table
+                yield from check_results(violation.validation, violation.contract.quarantine,
+                                         f"{rows_contract.table}_" if of_rows else "")  # fmt: skip
             raise dg.Failure(description=str(violation)) from None
         validation = report.validation
         extra = {}
@@ -182,10 +203,33 @@ def table_asset(
                 else "no rows",
                 **extra,
             },
-            check_results=list(check_results(validation, contract.quarantine)),
+            check_results=checked,
         )
 
     return _table
+
+
+def _write_daily(warehouse: Warehouse, rows_contract: Contract, rollup: Rollup, window: Window,
+                 partition_column: str, compute: Compute):  # fmt: skip
+    """Write a rolled-up source `rollup.days_per_write` days per transaction, so that a backfill
+    holds that many days in memory; returns the last write's report (with the rows written by all)
+    and the check results of all the days."""
+    reports = []
+    for day in window.chunks(rollup.days_per_write):
+        data, origin, params = compute(day)
+        reports.append(
+            warehouse.write(rows_contract, data, origin=origin, window=day,
+                            partition_column=partition_column, params=params, rollup=rollup)
+        )  # fmt: skip
+    rows = combine([r.validation for r in reports])
+    stored = combine([r.rollup_validation for r in reports])
+    checked = [
+        *check_results(stored, rollup.contract.quarantine),
+        *check_results(rows, rows_contract.quarantine, f"{rows_contract.table}_"),
+    ]
+    last = reports[-1]
+    written = sum(r.rows_written for r in reports)
+    return dataclasses.replace(last, rows_written=written, validation=rows), checked
 
 
 def quarantine_asset(contract: Contract) -> dg.AssetSpec:
@@ -233,14 +277,20 @@ def source_asset(
     partitions_def: dg.PartitionsDefinition,
     sources_file: Path,
     owner: str,
+    rollup: Rollup | None = None,
 ) -> dg.AssetsDefinition:
+    where = f"{sources_file}: source {name!r}"
     connectors = {
-        connector: build_connector(connector, settings, name, f"{sources_file}: source {name!r}")
+        connector: build_connector(connector, settings, name, where)
         for connector, settings in source.connectors.items()
     }
 
     def compute(window: Window):
         frames = [c.fetch(name, window, source.partition_column) for c in connectors.values()]
+        if any(isinstance(f, str) for f in frames):  # a scan in DuckDB: the rows stay there
+            if len(frames) > 1:
+                raise DeclarationError(f"{where}: a source read by a query has one connector")
+            return frames[0], " + ".join(connectors), {}
         # connectors may type a column differently (text from files, numbers from APIs)
         frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
         return frame, " + ".join(connectors), {}
@@ -255,7 +305,9 @@ def source_asset(
         compute=compute,
         rebuildable=False,
         owner=source.owner or owner,
-        metadata={"connectors": ", ".join(connectors)},
+        metadata={"connectors": ", ".join(connectors)}
+        | ({"rollup": dg.MetadataValue.md(f"```sql\n{rollup.query}\n```")} if rollup else {}),
+        rollup=rollup,
     )
 
 

@@ -83,6 +83,11 @@ class Source(Strict):
     connectors: dict[str, dict | None] = Field(min_length=1)
     deps: list[str] = []
     owner: str | None = None
+    # too many rows to store (machine telemetry): the rows are validated where they lie and only
+    # this table is stored, a rollup of the valid ones by assets/rollups/<stored_as>.sql, written
+    # `days_per_write` days per transaction (each holds that many days in memory)
+    stored_as: str | None = None
+    days_per_write: int = Field(1, ge=1)
 
 
 class Partitions(Strict):

@@ -24,8 +24,14 @@ from pipelines.errors import DeclarationError
 from pipelines.sensors import drop_sensor
 from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, DAGSTER_HOME, WAREHOUSE_DIR
 from pipelines.sources.file_drop import FileDropSettings
-from pipelines.sql_assets import flatten, load_sql_assets, load_views
-from pipelines.warehouse import QUARANTINE_TABLE
+from pipelines.sql_assets import (
+    SqlAssetSpec,
+    flatten,
+    load_sql_assets,
+    load_views,
+    parse_sql_asset,
+)
+from pipelines.warehouse import QUARANTINE_TABLE, Rollup
 
 DAILY_JOB = "daily"
 WEBHOOK_VARIABLE = "MEGAWATT_ALERT_WEBHOOK"
@@ -63,6 +69,14 @@ def drop_sensors(sources: dict, days: dg.DailyPartitionsDefinition) -> list:
     ]
 
 
+def rollup(spec: SqlAssetSpec, contracts: dict, days_per_write: int) -> Rollup:
+    if spec.header.partition_column is None or spec.parameters_used():
+        raise DeclarationError(f"{spec.path}: a rollup has a partition_column and no parameters")
+    return Rollup(
+        contracts[spec.table], spec.query, spec.header.partition_column, spec.path, days_per_write
+    )
+
+
 def build_definitions(
     assets_dir: Path = ASSETS_DIR,
     contracts_dir: Path = CONTRACTS_DIR,
@@ -76,7 +90,18 @@ def build_definitions(
 
     contracts = load_contracts(contracts_dir)
 
-    tables = [*infrastructure.tables(), *sources, *(s.table for s in sql_specs), QUARANTINE_TABLE]
+    rollups = {  # what is stored of the sources too big to store row by row
+        name: parse_sql_asset(assets_dir / "rollups" / f"{source.stored_as}.sql")
+        for name, source in sources.items()
+        if source.stored_as
+    }
+    tables = [
+        *infrastructure.tables(),
+        *sources,
+        *(r.table for r in rollups.values()),
+        *(s.table for s in sql_specs),
+        QUARANTINE_TABLE,
+    ]
     without_contract = [t for t in tables if t not in contracts]
     without_table = [c for c in contracts if c not in tables]
     if without_contract or without_table:
@@ -99,7 +124,13 @@ def build_definitions(
         *reference_assets(infrastructure, contracts, assets_dir, settings.default_owner),
         *(
             source_asset(
-                name, s, contracts[name], daily, assets_dir / "sources.yaml", settings.default_owner
+                name,
+                s,
+                contracts[name],
+                daily,
+                assets_dir / "sources.yaml",
+                settings.default_owner,
+                rollup(rollups[name], contracts, s.days_per_write) if name in rollups else None,
             )
             for name, s in sources.items()
         ),

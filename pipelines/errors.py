@@ -12,6 +12,7 @@ class DeclarationError(MegawattError):
 class ContractViolation(MegawattError):
     """Data broke a blocking rule of its table's contract; nothing was written."""
 
-    def __init__(self, message: str, validation=None):
+    def __init__(self, message: str, validation=None, contract=None):
         super().__init__(message)
         self.validation = validation  # every rule's result, for asset checks
+        self.contract = contract  # the contract broken

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 
-from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Contract, Rule, quote
+from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Contract, Rule, quote, utc_day
 from pipelines.expectations import failing_rules
 
 LINEAGE_COLUMNS = ("_source", "_row")  # where each incoming row came from, for error messages
@@ -32,6 +32,14 @@ class Window:
 
     start: date
     end: date
+
+    def chunks(self, days: int) -> list[Window]:
+        """The window cut into windows of `days` days (the last may be shorter)."""
+        return [
+            Window(self.start + timedelta(days=i),
+                   min(self.end, self.start + timedelta(days=i + days)))
+            for i in range(0, (self.end - self.start).days, days)
+        ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,25 @@ class Validation:
         ]
 
 
+def combine(validations: list[Validation]) -> Validation:
+    """The validations of consecutive batches of one table as one: counts add up, the first
+    failure found is the example."""
+    results = []
+    for of_rule in zip(*(v.results for v in validations), strict=True):
+        failed = [r for r in of_rule if not r.passed]
+        if not failed:
+            results.append(of_rule[0])
+            continue
+        rows = sum(r.rows for r in failed)
+        results.append(RuleResult(failed[0].rule, rows, failed[0].example, failed[0].sample))
+    return Validation(
+        results,
+        rows_in=sum(v.rows_in for v in validations),
+        rows_quarantined=sum(v.rows_quarantined for v in validations),
+        kept_out=validations[-1].kept_out,
+    )
+
+
 def fetch_dicts(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
     cursor = con.execute(sql, params or [])
     names = [d[0] for d in cursor.description]
@@ -95,7 +122,7 @@ def _mentioned(rule: Rule, contract: Contract) -> list[str]:
 def _row_rules(contract: Contract, window: Window | None, partition_column: str | None):
     rules = [r for r in contract.rules if r.condition]
     if window is not None and partition_column is not None:
-        day = f"CAST({quote(partition_column)} AS DATE)"
+        day = utc_day(quote(partition_column))
         condition = f"{day} >= DATE '{window.start}' AND {day} < DATE '{window.end}'"
         rules.append(
             Rule("within_partition", f"{partition_column} within [{window.start}, {window.end})",
@@ -134,18 +161,34 @@ def validate(
         rest = [RuleResult(r) for r in contract.rules if r.name != COLUMNS_RULE]
         return Validation([columns_result, *rest])
 
-    present = [r[0] for r in con.execute(f"DESCRIBE {incoming}").fetchall()]
+    described = f"SELECT column_name, column_type FROM (DESCRIBE {incoming})"
+    present = dict(con.execute(described).fetchall())
     source = "_source" if "_source" in present else f"'{origin}'"
     row = "_row" if "_row" in present else "row_number() OVER ()"
-    casts = {c.name: f"TRY_CAST(raw.{quote(c.name)} AS {c.type})" for c in contract.columns}
-    type_failed = " OR ".join(f"(raw.{quote(n)} IS NOT NULL AND {cast} IS NULL)"
-                              for n, cast in casts.items())  # fmt: skip
+    # a column already of its type (Parquet, a SQL asset) needs no cast, and cannot fail one
+    casts = {
+        c.name: f"raw.{quote(c.name)}"
+        if present[c.name] == c.described_type
+        else f"TRY_CAST(raw.{quote(c.name)} AS {c.type})"
+        for c in contract.columns
+    }
+    type_failed = (
+        " OR ".join(
+            f"(raw.{quote(n)} IS NOT NULL AND {cast} IS NULL)"
+            for n, cast in casts.items()
+            if cast.startswith("TRY_CAST")
+        )
+        or "false"
+    )
     row_rules = _row_rules(contract, window, partition_column)
-    # The typed rows, in one copy; the row as it arrived is kept only where a value did not cast.
+    # The typed rows; the row as it arrived is kept only where a value did not cast. When no
+    # value can fail its cast they are a view: a day of telemetry is then read where it lies, by
+    # each rule, and never copied.
     typed = ", ".join(f"{cast} AS {quote(name)}" for name, cast in casts.items())
     as_arrived = ", ".join(f"{quote(c)} := raw.{quote(c)}" for c in contract.column_names)
+    _drop_temp(con, "checked")  # an earlier batch's, in this transaction
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE checked AS "
+        f"CREATE TEMP {'TABLE' if type_failed != 'false' else 'VIEW'} checked AS "
         f"SELECT {typed}, CAST({source} AS VARCHAR) AS _source, CAST({row} AS BIGINT) AS _row, "
         f"CASE WHEN {type_failed} THEN ['{TYPES_RULE}'] END AS _failed, "
         f"CASE WHEN {type_failed} THEN CAST(to_json(struct_pack({as_arrived})) AS VARCHAR) END "
@@ -158,10 +201,12 @@ def validate(
     if tagged:
         tags = ", ".join(f"CASE WHEN ({r.condition}) IS FALSE THEN '{r.name}' END" for r in tagged)
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE checked AS SELECT * REPLACE (coalesce(_failed, "
+            "CREATE TEMP TABLE tagged AS SELECT * REPLACE (coalesce(_failed, "
             f"nullif(list_filter([{tags}], x -> x IS NOT NULL), [])) AS _failed) "
             "FROM checked AS new"
         )
+        _drop_temp(con, "checked")
+        con.execute("ALTER TABLE tagged RENAME TO checked")
         as_stored = ", ".join(f"{quote(c)} := {quote(c)}" for c in contract.column_names)
         con.execute(
             f"UPDATE checked SET _raw = CAST(to_json(struct_pack({as_stored})) AS VARCHAR) "
@@ -210,6 +255,17 @@ def validate(
     return Validation(results, rows_in, kept_out=kept_out)
 
 
+def _drop_temp(con, name: str) -> None:
+    """Drop temporary table or view `name`, if there is one (DROP must name which it is)."""
+    for kind, catalog, column in (("VIEW", "duckdb_views", "view_name"),
+                                  ("TABLE", "duckdb_tables", "table_name")):  # fmt: skip
+        found = con.execute(
+            f"SELECT count(*) FROM {catalog}() WHERE temporary AND {column} = ?", [name]
+        ).fetchone()[0]
+        if found:
+            con.execute(f"DROP {kind} {quote(name)}")
+
+
 def _as_query(rule: Rule, window: Window | None, partition_column: str | None) -> Rule:
     """A rows-per-day rule as a query over the batch, for Great Expectations."""
     low, high = rule.row_count_between
@@ -221,9 +277,9 @@ def _as_query(rule: Rule, window: Window | None, partition_column: str | None) -
         column = quote(partition_column)
         query = (
             f"SELECT CAST(day AS DATE) AS day FROM range(DATE '{window.start}', "
-            f"DATE '{window.end}', INTERVAL 1 DAY) AS days(day) LEFT JOIN {{object}} AS b "
-            f"ON CAST(b.{column} AS DATE) = day GROUP BY day "
-            f"HAVING count(b.{column}) NOT BETWEEN {low} AND {high}"
+            f"DATE '{window.end}', INTERVAL 1 DAY) AS days(day) LEFT JOIN (SELECT "
+            f"{utc_day(column)} AS of_day, count({column}) AS n FROM {{object}} GROUP BY 1) "
+            f"ON of_day = day WHERE coalesce(n, 0) NOT BETWEEN {low} AND {high}"
         )
     return Rule(rule.name, rule.description, rule.severity, query=query)
 
@@ -232,13 +288,13 @@ def _type_result(con, contract: Contract, casts: dict, failing: int) -> RuleResu
     rule = contract.rule(TYPES_RULE)
     if not failing:
         return RuleResult(rule)
-    failing = fetch_dicts(
+    first_rows = fetch_dicts(
         con,
         f"SELECT _source, _row, _raw FROM checked WHERE list_contains(_failed, '{TYPES_RULE}') "
         f"ORDER BY _source, _row LIMIT {SAMPLE_ROWS}",
     )
     sample = [
-        {**json.loads(r["_raw"]), "_source": r["_source"], "_row": r["_row"]} for r in failing
+        {**json.loads(r["_raw"]), "_source": r["_source"], "_row": r["_row"]} for r in first_rows
     ]
     first = sample[0]
     bad = next(  # the first column of the first row whose value does not cast
@@ -310,7 +366,7 @@ def _row_count(
             con,
             f"SELECT CAST(day AS DATE) AS day, count(new._row) AS rows "
             f"FROM range($start::DATE, $end::DATE, INTERVAL 1 DAY) AS days(day) "
-            f"LEFT JOIN new ON CAST(new.{quote(partition_column)} AS DATE) = day "
+            f"LEFT JOIN new ON {utc_day('new.' + quote(partition_column))} = day "
             f"GROUP BY day HAVING count(new._row) NOT BETWEEN {low} AND {high} ORDER BY day",
             {"start": window.start, "end": window.end},
         )

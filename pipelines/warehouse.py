@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.contracts import Contract, parse_contract
+from pipelines.contracts import Contract, parse_contract, utc_day
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError
 from pipelines.settings import CONTRACTS_DIR
 from pipelines.validation import Validation, Window, fetch_dicts, quote, validate
@@ -32,21 +32,31 @@ from pipelines.validation import Validation, Window, fetch_dicts, quote, validat
 PIPELINE_FILE = "pipeline.duckdb"
 PUBLISHED_FILE = "megawatt.duckdb"
 
-# information_schema spells some types differently from the DDL
-_TYPE_NAMES = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
-
 
 QUARANTINE_TABLE = "quarantine"
 PREVIEW_ROWS = 5
 
 
 @dataclass(frozen=True)
+class Rollup:
+    """What is stored of a source too big to store row by row: `query` over its valid rows
+    (`new`), validated against `contract`."""
+
+    contract: Contract
+    query: str
+    partition_column: str
+    path: Path
+    days_per_write: int = 1  # days validated and written in one transaction
+
+
+@dataclass(frozen=True)
 class WriteReport:
-    table: str
+    table: str  # the table written (the rollup's, for a rolled-up source)
     rows_written: int
     rows_in_table: int
     validation: Validation
     preview: list[dict]  # the last rows written, for the UI
+    rollup_validation: Validation | None = None
 
 
 class Warehouse:
@@ -95,61 +105,89 @@ class Warehouse:
         partition_column: str | None = None,
         params: dict | None = None,
         rebuildable: bool = True,
+        rollup: Rollup | None = None,
     ) -> WriteReport:
         """Replace `window` of `contract.table` (the whole table when None) with `data`.
 
-        `data` is a Polars frame or a SQL query (run with `params`); `origin` names where it came
-        from in error messages. Raises ContractViolation, leaving every table as it was, when a
-        blocking rule fails; rows breaking row-level rules are quarantined instead when the
-        contract allows it.
+        `data` is a Polars frame or a SQL query (run with `params`; one without parameters, such
+        as a scan of files, is read where it lies rather than copied first); `origin` names where
+        it came from in error messages. Raises ContractViolation, leaving every table as it was,
+        when a blocking rule fails; rows breaking row-level rules are quarantined instead when the
+        contract allows it. With `rollup`, the valid rows are not stored themselves: the rollup
+        of them is, validated against its own contract.
         """
-        table = quote(contract.table)
         with self.writer() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                self._ensure_table(con, contract, rebuildable)
                 if isinstance(data, pl.DataFrame):
                     con.register("incoming", data.to_arrow())
+                elif params:
+                    con.execute(f"CREATE TEMP TABLE incoming AS {data}", params)
                 else:
-                    con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
-                validation = validate(con, contract, "incoming", origin, window, partition_column)
-                blocking = validation.blocking(quarantined=contract.quarantine)
-                if blocking:
-                    # the row-level failures too: they may be why a table-level rule failed
-                    others = [f for f in validation.failures if f not in blocking]
-                    raise ContractViolation(
-                        f"{contract.table}: {len(blocking)} blocking rule(s) of "
-                        f"{contract.path} failed, nothing was written:\n- "
-                        + "\n- ".join(str(f) for f in blocking)
-                        + ("\nalso failed:\n- " + "\n- ".join(map(str, others)) if others else ""),
-                        validation,
-                    )
-                days = (
-                    ""
-                    if window is None
-                    else (
-                        f" WHERE CAST({quote(partition_column)} AS DATE) "
-                        "BETWEEN $start AND $end - INTERVAL 1 DAY"
-                    )
-                )
-                bounds = {} if window is None else {"start": window.start, "end": window.end}
-                con.execute(f"DELETE FROM {table}{days}", bounds)
-                columns = ", ".join(quote(c) for c in contract.column_names)
-                con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM new")
+                    con.execute(f"CREATE TEMP VIEW incoming AS {data}")
+                stored, stored_column = contract, partition_column
+                if rollup is None:
+                    self._ensure_table(con, contract, rebuildable)
+                validation = self._validate(con, contract, "incoming", origin, window,
+                                            partition_column)  # fmt: skip
                 validation.rows_quarantined = self._quarantine(
                     con, contract, window, partition_column, validation.kept_out
                 )
-                (written,) = con.execute("SELECT count(*) FROM new").fetchone()
-                order = ", ".join(quote(k) for k in contract.key) or "1"
-                preview = fetch_dicts(
-                    con, f"SELECT {columns} FROM new ORDER BY {order} DESC LIMIT {PREVIEW_ROWS}"
-                )
-                (total,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+                rollup_validation = None
+                if rollup is not None:
+                    stored, stored_column = rollup.contract, rollup.partition_column
+                    self._ensure_table(con, stored, rebuildable=True)
+                    con.execute(f"CREATE TEMP TABLE rolled AS {rollup.query}")
+                    rollup_validation = self._validate(
+                        con, stored, "rolled", str(rollup.path), window, stored_column
+                    )
+                written, total, preview = self._replace(con, stored, window, stored_column)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return WriteReport(contract.table, written, total, validation, preview)
+        return WriteReport(stored.table, written, total, validation, preview, rollup_validation)
+
+    @staticmethod
+    def _validate(con, contract: Contract, relation: str, origin: str, window, column):
+        validation = validate(con, contract, relation, origin, window, column)
+        blocking = validation.blocking(quarantined=contract.quarantine)
+        if blocking:
+            # the row-level failures too: they may be why a table-level rule failed
+            others = [f for f in validation.failures if f not in blocking]
+            raise ContractViolation(
+                f"{contract.table}: {len(blocking)} blocking rule(s) of "
+                f"{contract.path} failed, nothing was written:\n- "
+                + "\n- ".join(str(f) for f in blocking)
+                + ("\nalso failed:\n- " + "\n- ".join(map(str, others)) if others else ""),
+                validation,
+                contract,
+            )
+        return validation
+
+    @staticmethod
+    def _replace(con, contract: Contract, window: Window | None, partition_column: str | None):
+        """Replace the window's rows of the table by those of `new`: (written, total, preview)."""
+        table = quote(contract.table)
+        days = (
+            ""
+            if window is None
+            else (
+                f" WHERE {utc_day(quote(partition_column))} "
+                "BETWEEN $start AND $end - INTERVAL 1 DAY"
+            )
+        )
+        bounds = {} if window is None else {"start": window.start, "end": window.end}
+        con.execute(f"DELETE FROM {table}{days}", bounds)
+        columns = ", ".join(quote(c) for c in contract.column_names)
+        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM new")
+        (written,) = con.execute("SELECT count(*) FROM new").fetchone()
+        order = ", ".join(quote(k) for k in contract.key) or "1"
+        preview = fetch_dicts(
+            con, f"SELECT {columns} FROM new ORDER BY {order} DESC LIMIT {PREVIEW_ROWS}"
+        )
+        (total,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return written, total, preview
 
     def _quarantine(
         self, con, contract: Contract, window: Window | None, partition_column, kept_out: str
@@ -161,7 +199,7 @@ class Warehouse:
         if window is not None:
             # A row is filed under its day, so re-running that partition replaces it; a day that
             # did not cast, or lies outside the run's window, files it under the window's start.
-            parsed = f"CAST({quote(partition_column)} AS DATE)"
+            parsed = utc_day(quote(partition_column))
             day = (
                 f"CASE WHEN {parsed} >= DATE '{window.start}' AND {parsed} < DATE '{window.end}' "
                 f"THEN {parsed} ELSE DATE '{window.start}' END"
@@ -199,7 +237,7 @@ class Warehouse:
             "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
             [contract.table],
         ).fetchall()
-        wanted = [(c.name, _TYPE_NAMES.get(c.type, c.type)) for c in contract.columns]
+        wanted = [(c.name, c.described_type) for c in contract.columns]
         if existing and existing != wanted:
             if not rebuildable:
                 raise DeclarationError(

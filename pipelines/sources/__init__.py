@@ -2,7 +2,8 @@
 
 A connector returns the rows of one raw table for a window of UTC days as a Polars frame with the
 contract's column names (values may still be text: the warehouse casts and validates them), plus
-`_source` (the file or URL, never a secret) and `_row` (the row within it) for error messages.
+`_source` (the file or URL, never a secret) and `_row` (the row within it) for error messages; or,
+for data too big for Python (machine telemetry), a DuckDB query that reads such rows.
 Connectors never write to the warehouse; the asset does.
 
 Each connector class has a `Settings` model (its options in sources.yaml, checked strictly), a
@@ -25,6 +26,7 @@ from pipelines.sources.ercot import ErcotConnector
 from pipelines.sources.file_drop import FileDropConnector
 from pipelines.sources.mempool import MempoolConnector
 from pipelines.sources.sample import SampleConnector
+from pipelines.sources.telemetry_drop import TelemetryDropConnector
 from pipelines.sources.vastai import VastaiConnector
 from pipelines.validation import Window
 
@@ -35,7 +37,7 @@ class Connector(Protocol):
 
     def __init__(self, settings: BaseModel) -> None: ...
 
-    def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame: ...
+    def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame | str: ...
 
 
 CONNECTORS: dict[str, type[Connector]] = {
@@ -47,6 +49,7 @@ CONNECTORS: dict[str, type[Connector]] = {
     "ecb": EcbConnector,
     "vastai": VastaiConnector,
     "file_drop": FileDropConnector,
+    "telemetry_drop": TelemetryDropConnector,
 }
 
 

@@ -20,6 +20,10 @@ COLUMNS: dict[str, list[str]] = {
     ],
     "energy_prices_hourly": ["ts", "bidding_zone", "price_per_mwh", "currency"],
     "fx_rates_daily": ["date", "currency", "usd_per_unit"],
+    "miner_telemetry": [
+        "machine_id", "ts", "site_id", "model", "hashrate_th_s", "power_w", "chip_temp_c",
+        "fan_rpm", "status",
+    ],
     "gpu_market_prices_daily": [
         "date", "gpu_model", "gpu_variant", "lease_type", "source", "price_usd_per_gpu_hour",
         "p25_usd_per_gpu_hour", "p75_usd_per_gpu_hour", "offers",

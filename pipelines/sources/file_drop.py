@@ -289,7 +289,7 @@ class FileDropConnector:
     """CSV exports dropped in a folder, for any raw table (see the module's docstring)."""
 
     Settings: ClassVar[type[BaseModel]] = FileDropSettings
-    tables: ClassVar[set[str]] = set(COLUMNS)
+    tables: ClassVar[set[str]] = set(COLUMNS) - {"miner_telemetry"}  # telemetry_drop's
 
     def __init__(self, settings: FileDropSettings):
         self.settings = settings
