@@ -115,14 +115,14 @@ def failing_rules(con: duckdb.DuckDBPyConnection, relation: str, rules: list[Rul
         result = batch.validate(suite, result_format="BOOLEAN_ONLY")
     finally:
         context.data_sources.delete(source.name)
-    failing = set()
-    for outcome in result.results:
-        if outcome.exception_info and outcome.exception_info.get("raised_exception"):
-            raise RuntimeError(
-                f"Great Expectations could not evaluate rule "
-                f"{outcome.expectation_config.meta['rule']!r}: "
-                f"{outcome.exception_info.get('exception_message')}"
-            )
-        if not outcome.success:
-            failing.add(outcome.expectation_config.meta["rule"])
-    return failing
+    raised = [
+        (o.expectation_config.meta["rule"], o.exception_info.get("exception_message", ""))
+        for o in result.results
+        if o.exception_info and o.exception_info.get("raised_exception")
+    ]
+    if raised:  # the cause, not the aborted transaction that every later query then reports
+        rule, message = next(
+            ((r, m) for r, m in raised if "transaction is aborted" not in m), raised[0]
+        )
+        raise RuntimeError(f"Great Expectations could not evaluate rule {rule!r}: {message}")
+    return {o.expectation_config.meta["rule"] for o in result.results if not o.success}

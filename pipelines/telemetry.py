@@ -22,6 +22,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from pipelines.validation import Window
+from pipelines.warehouse import Scan
 
 SLOTS_PER_DAY = 144  # one row per machine every 10 minutes
 AGEING_FROM = date(2024, 1, 1)  # the day the ageing machines start drifting
@@ -125,6 +126,7 @@ def write_files(
     written = []
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     con.register("declared", pl.DataFrame(fleets))
     con.execute("CREATE TABLE asic_fleet AS SELECT * FROM declared")
     copy_options = {"parquet": "FORMAT parquet, COMPRESSION zstd", "csv": "FORMAT csv, HEADER"}
@@ -143,14 +145,14 @@ def write_files(
     return written
 
 
-def scan_sql(files: list[Path]) -> str:
+def scan_sql(files: list[Path]) -> Scan:
     """A query over telemetry drop files with `_source` (the file) and `_row` (its row, or line
     for CSV), for the warehouse to validate where they lie. Parquet keeps its types (and is
     validated without a copy); CSV arrives as text and is typed by the contract's casts."""
     listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
     parquet = [f for f in files if f.suffix == ".parquet"]
     if len(parquet) == len(files):
-        return (
+        return Scan(
             "SELECT * EXCLUDE (filename, file_row_number), filename AS _source, "
             "file_row_number + 1 AS _row FROM read_parquet("
             f"[{listing}], filename = true, file_row_number = true, union_by_name = true)"
@@ -158,7 +160,7 @@ def scan_sql(files: list[Path]) -> str:
     if parquet:
         raise ValueError("telemetry files of one window must all be Parquet or all CSV")
     # a CSV line number: the header is line 1; DuckDB keeps each file's rows in order
-    return (
+    return Scan(
         "SELECT * EXCLUDE (filename), filename AS _source, "
         "row_number() OVER (PARTITION BY filename) + 1 AS _row FROM read_csv("
         f"[{listing}], filename = true, union_by_name = true, all_varchar = true, header = true)"

@@ -37,6 +37,11 @@ QUARANTINE_TABLE = "quarantine"
 PREVIEW_ROWS = 5
 
 
+class Scan(str):
+    """A query that reads files where they lie (Parquet, CSV): validated by each rule reading it
+    again, instead of copied into the warehouse first. Other queries are run once, into a table."""
+
+
 @dataclass(frozen=True)
 class Rollup:
     """What is stored of a source too big to store row by row: `query` over its valid rows
@@ -98,7 +103,7 @@ class Warehouse:
     def write(
         self,
         contract: Contract,
-        data: pl.DataFrame | str,
+        data: pl.DataFrame | str | Scan,
         *,
         origin: str,
         window: Window | None = None,
@@ -109,22 +114,21 @@ class Warehouse:
     ) -> WriteReport:
         """Replace `window` of `contract.table` (the whole table when None) with `data`.
 
-        `data` is a Polars frame or a SQL query (run with `params`; one without parameters, such
-        as a scan of files, is read where it lies rather than copied first); `origin` names where
-        it came from in error messages. Raises ContractViolation, leaving every table as it was,
-        when a blocking rule fails; rows breaking row-level rules are quarantined instead when the
-        contract allows it. With `rollup`, the valid rows are not stored themselves: the rollup
-        of them is, validated against its own contract.
+        `data` is a Polars frame, a SQL query (run with `params`) or a Scan of files (read where
+        they lie); `origin` names where it came from in error messages. Raises ContractViolation,
+        leaving every table as it was, when a blocking rule fails; rows breaking row-level rules
+        are quarantined instead when the contract allows it. With `rollup`, the valid rows are not
+        stored themselves: their rollup is, validated against its own contract.
         """
         with self.writer() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 if isinstance(data, pl.DataFrame):
                     con.register("incoming", data.to_arrow())
-                elif params:
-                    con.execute(f"CREATE TEMP TABLE incoming AS {data}", params)
-                else:
+                elif isinstance(data, Scan):
                     con.execute(f"CREATE TEMP VIEW incoming AS {data}")
+                else:
+                    con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
                 stored, stored_column = contract, partition_column
                 if rollup is None:
                     self._ensure_table(con, contract, rebuildable)

@@ -60,9 +60,9 @@ def mining(folder: Path, start="2024-04-01", end="2024-04-03", **settings):
     return fetch(folder, "mining_output_daily", start, end, subaccounts=SUBACCOUNTS, **settings)
 
 
-def test_registered_for_every_raw_table():
+def test_registered_for_every_raw_table_but_telemetry():
     assert CONNECTORS["file_drop"] is FileDropConnector
-    assert FileDropConnector.tables == set(COLUMNS)
+    assert FileDropConnector.tables == set(COLUMNS) - {"miner_telemetry"}  # telemetry_drop's
 
 
 def test_relative_folder_resolves_against_the_project():
@@ -475,14 +475,14 @@ def test_example_drop_files_pass_their_contracts(project):
         settings = {"folder": str(folder)}
         if table == "mining_output_daily":
             settings["subaccounts"] = subaccounts
-        source["connectors"] = {"file_drop": settings}
+        connector = "telemetry_drop" if table == "miner_telemetry" else "file_drop"
+        source["connectors"] = {connector: settings}
     sources_file.write_text(yaml.safe_dump(sources, sort_keys=False))
-    keys = [*sources["sources"], "sites", "gpu_fleet"]
+    tables = [source.get("stored_as", table) for table, source in sources["sources"].items()]
+    keys = [*tables, "sites", "asic_fleet", "gpu_fleet"]
     result = project.run("2024-04-22", "2024-04-22", asset_selection=[dg.AssetKey(k) for k in keys])
     assert result.success
-    counts = {
-        table: project.query(f"SELECT count(*) FROM {table}")[0][0] for table in sources["sources"]
-    }
+    counts = {table: project.query(f"SELECT count(*) FROM {table}")[0][0] for table in tables}
     assert counts == {
         "btc_network_daily": 1,
         "mining_output_daily": 4,
@@ -490,6 +490,7 @@ def test_example_drop_files_pass_their_contracts(project):
         "fx_rates_daily": 3,
         "gpu_market_prices_daily": 4,
         "gpu_usage_daily": 3,
+        "miner_telemetry_daily": 8,
     }
     assert project.query("SELECT count(*) FROM quarantine") == [(0,)]
 
