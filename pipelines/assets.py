@@ -113,7 +113,8 @@ def table_asset(
     rollup: Rollup | None = None,
 ) -> dg.AssetsDefinition:
     """The asset writing `contract.table` with the rows `compute` gives; with `rollup`, the asset
-    of the rollup's table instead, fed a day at a time with rows that `contract` validates."""
+    of the rollup's table instead, fed `days_per_write` days at a time with rows that `contract`
+    validates."""
     within = [WITHIN_PARTITION] if partitions_def is not None else []
     checks = [(rule, "") for rule in [*contract.rules, *within]]
     rows_contract = contract
