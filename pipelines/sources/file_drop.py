@@ -96,15 +96,11 @@ UNITS = {
 TS_FORMATS = ("%Y-%m-%dT%H:%M:%S%#z", "%Y-%m-%d %H:%M:%S%#z", "%Y-%m-%dT%H:%M%#z")
 
 
-class FileDropSettings(BaseModel):
+class DropFolderSettings(BaseModel):
+    """A drop folder (relative paths resolve against the project directory)."""
+
     model_config = ConfigDict(extra="forbid")
     folder: Path = Field(description="the drop folder; relative to the project directory")
-    glob: str = Field("*.csv", description="files of a generic table")
-    pool_glob: str = Field("pool_*.csv", description="mining_output_daily: pool earnings exports")
-    fleet_glob: str = Field("fleet_*.csv", description="mining_output_daily: fleet exports")
-    subaccounts: dict[str, str] = Field(
-        default_factory=dict, description="mining_output_daily: pool sub-account -> site_id"
-    )
 
     @field_validator("folder")
     @classmethod
@@ -113,7 +109,16 @@ class FileDropSettings(BaseModel):
         return folder if folder.is_absolute() else PROJECT_DIR / folder
 
 
-def _folder(settings: FileDropSettings, what: str) -> Path:
+class FileDropSettings(DropFolderSettings):
+    glob: str = Field("*.csv", description="files of a generic table")
+    pool_glob: str = Field("pool_*.csv", description="mining_output_daily: pool earnings exports")
+    fleet_glob: str = Field("fleet_*.csv", description="mining_output_daily: fleet exports")
+    subaccounts: dict[str, str] = Field(
+        default_factory=dict, description="mining_output_daily: pool sub-account -> site_id"
+    )
+
+
+def existing_folder(settings: DropFolderSettings, what: str) -> Path:
     if not settings.folder.is_dir():
         raise SourceError(f"{what}: drop folder {settings.folder} does not exist")
     return settings.folder
@@ -130,7 +135,7 @@ def drop_files(settings: FileDropSettings, table: str | None = None) -> list[Pat
     For a sensor: a file's path with its mtime and size is its version; a new or changed file
     means re-running the days it holds (a run always re-reads the whole folder).
     """
-    folder = _folder(settings, f"file_drop ({table or 'any table'})")
+    folder = existing_folder(settings, f"file_drop ({table or 'any table'})")
     if table == MINING:
         patterns = [settings.pool_glob, settings.fleet_glob]
     elif table is not None:
@@ -306,7 +311,7 @@ class FileDropConnector:
         return finish(table, rows) if not rows.is_empty() else empty(table)
 
     def _files(self, what: str, pattern: str) -> list[Path]:
-        folder = _folder(self.settings, what)
+        folder = existing_folder(self.settings, what)
         files = _matching(folder, pattern)
         if not files:
             raise SourceError(f"{what}: no drop files matching {pattern!r} in {folder}")

@@ -18,12 +18,11 @@ from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
-from pipelines.settings import PROJECT_DIR
 from pipelines.sources.common import COLUMNS
 from pipelines.sources.errors import SourceError
-from pipelines.sources.file_drop import check_header
+from pipelines.sources.file_drop import DropFolderSettings, check_header, existing_folder
 from pipelines.telemetry import scan_sql
 from pipelines.validation import Window
 
@@ -41,16 +40,8 @@ def _columns(path: Path) -> list[str]:
         return [c.strip() for c in f.readline().strip().split(",")]
 
 
-class TelemetryDropSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    folder: Path = Field(description="the drop folder; relative to the project directory")
+class TelemetryDropSettings(DropFolderSettings):
     glob: str = Field("telemetry_*.parquet", description="the telemetry files")
-
-    @field_validator("folder")
-    @classmethod
-    def _absolute(cls, folder: Path) -> Path:
-        folder = folder.expanduser()
-        return folder if folder.is_absolute() else PROJECT_DIR / folder
 
 
 class TelemetryDropConnector:
@@ -61,9 +52,7 @@ class TelemetryDropConnector:
         self.settings = settings
 
     def files(self, window: Window) -> list[Path]:
-        folder = self.settings.folder
-        if not folder.is_dir():
-            raise SourceError(f"telemetry_drop: drop folder {folder} does not exist")
+        folder = existing_folder(self.settings, "telemetry_drop")
         chosen = []
         for path in sorted(folder.glob(self.settings.glob)):
             found = DAY_IN_NAME.search(path.name)
