@@ -6,20 +6,34 @@ from __future__ import annotations
 from functools import cache
 
 import dagster as dg
+import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.lineage import lineage
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import build_scope
 
 
-@cache  # parsing costs ~0.1 s a column; a process reuses it across runs
+@cache  # a process reuses it across runs
 def column_lineage(
     query: str, columns: tuple[str, ...], schema: tuple[tuple[str, tuple[str, ...]], ...]
 ) -> dg.TableColumnLineage:
     tables = {table: dict.fromkeys(names, "UNKNOWN") for table, names in schema}
+    try:  # parsed and qualified once for all columns (sqlglot's lineage() redoes it per column)
+        qualified = qualify(
+            sqlglot.parse_one(query, dialect="duckdb"),
+            dialect="duckdb",
+            schema=tables,
+            validate_qualify_columns=False,
+            identify=False,
+        )
+        scope = build_scope(qualified)
+    except SqlglotError:
+        return dg.TableColumnLineage(deps_by_column={})
     deps = {}
     for column in columns:
         try:
-            root = lineage(column, query, schema=tables, dialect="duckdb")
+            root = lineage(column, qualified, scope=scope, dialect="duckdb", copy=False)
         except SqlglotError:
             continue  # a column sqlglot cannot follow is left out, not guessed
         sources = {

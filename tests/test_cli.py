@@ -30,7 +30,7 @@ def _megawatt(*args: str, env: dict) -> subprocess.CompletedProcess:
     )
 
 
-def test_main_job_builds_the_warehouse_and_prints_the_answer(tmp_path: Path):
+def test_main_job_builds_the_warehouse_and_prints_the_answer(tmp_path: Path, monkeypatch):
     env = {"MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"), "DAGSTER_HOME": str(tmp_path / "dh")}
     run = _megawatt("run", env=env)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -48,11 +48,14 @@ def test_main_job_builds_the_warehouse_and_prints_the_answer(tmp_path: Path):
         line = next(r for r in counts.stdout.splitlines() if f" {table} " in r)
         assert int(line.split("│")[2].strip()) > 0, line
 
-    # the run is in the instance's history, which lives in DAGSTER_HOME
-    with dg.DagsterInstance.from_config(str(tmp_path / "dh")) as instance:
+    # the run and every day's materialisation are in the instance's history, in DAGSTER_HOME
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
         assert [r.job_name for r in runs] == ["daily"]
         assert runs[0].status == dg.DagsterRunStatus.SUCCESS
+        days = instance.get_materialized_partitions(dg.AssetKey("site_economics_daily"))
+        assert len(days) == 61 and min(days) == "2024-03-21" and max(days) == "2024-05-20"
 
 
 def test_workspace_loads_for_dagster_dev():
