@@ -56,7 +56,9 @@ def variant_pipeline(data: Path, days: int, work: Path) -> dict:
     shutil.copytree(PROJECT / "assets", assets)
     shutil.copytree(PROJECT / "data_contracts", contracts)
     sources = yaml.safe_load((assets / "sources.yaml").read_text())
-    sources["sources"]["miner_telemetry"]["connectors"] = {"telemetry_drop": {"folder": str(data)}}
+    telemetry = sources["sources"]["miner_telemetry"]
+    telemetry["connectors"] = {"telemetry_drop": {"folder": str(data)}}
+    telemetry["days_per_write"] = 1  # as for a fleet's exports (the sample writes all at once)
     (assets / "sources.yaml").write_text(yaml.safe_dump(sources))
     settings = yaml.safe_load((assets / "settings.yaml").read_text())
     settings["partitions"]["end_date"] = "2024-12-31"
@@ -253,11 +255,20 @@ def main_job_against_floor() -> tuple[float, float]:
         env = os.environ | {"DAGSTER_HOME": f"{work}/home", "MEGAWATT_WAREHOUSE_DIR": f"{work}/wh"}
         Path(f"{work}/home").mkdir()
         Path(f"{work}/trivial.py").write_text(TRIVIAL)
+        bin_dir = Path(sys.executable).parent  # this environment's commands
         trivial = time_command(
-            ["dagster", "asset", "materialize", "-f", f"{work}/trivial.py", "--select", "trivial"],
+            [
+                str(bin_dir / "dagster"),
+                "asset",
+                "materialize",
+                "-f",
+                f"{work}/trivial.py",
+                "--select",
+                "trivial",
+            ],
             env,
         )
-        main = time_command(["megawatt", "run"], env)
+        main = time_command([str(bin_dir / "megawatt"), "run"], env)
     return main, trivial
 
 

@@ -35,12 +35,14 @@ WITHIN_PARTITION = Rule("within_partition", "rows lie within the partition's day
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse folder (setting MEGAWATT_WAREHOUSE_DIR)."""
+    """The DuckDB warehouse folder (setting MEGAWATT_WAREHOUSE_DIR) and the writer's memory limit
+    (assets/settings.yaml warehouse)."""
 
     directory: str
+    memory_limit: str | None = None
 
     def get(self) -> Warehouse:
-        return Warehouse(self.directory)
+        return Warehouse(self.directory, memory_limit=self.memory_limit)
 
 
 def check_results(validation: Validation, quarantined: bool, prefix: str = ""):

@@ -134,12 +134,18 @@ class Automation(Strict):
     derived_tables: Literal["eager", "none"]
 
 
+class WarehouseSettings(Strict):
+    # DuckDB's memory limit for the writer, e.g. "1GB"; past it, DuckDB spills to disk
+    memory_limit: str = Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+
+
 class Settings(Strict):
     automation: Automation
     default_owner: str = Field(pattern=r"^(team:[\w-]+|[^@\s]+@[^@\s]+)$")
     partitions: Partitions
     sample_period: Period
     schedule: Schedule
+    warehouse: WarehouseSettings
     economics: Economics
 
 

@@ -153,7 +153,9 @@ def build_definitions(
         ],
         sensors=[alert_on_run_failure, *drop_sensors(sources, daily)],
         resources={
-            "warehouse": WarehouseResource(directory=str(warehouse_dir)),
+            "warehouse": WarehouseResource(
+                directory=str(warehouse_dir), memory_limit=settings.warehouse.memory_limit
+            ),
             "alerts": AlertResource(
                 log_path=str(DAGSTER_HOME / "alerts.log"),
                 # an EnvVar keeps the URL (a secret) out of the UI's resource config

@@ -67,9 +67,15 @@ class WriteReport:
 class Warehouse:
     """The pipeline's warehouse in `directory`."""
 
-    def __init__(self, directory: Path | str, contracts_dir: Path = CONTRACTS_DIR):
+    def __init__(
+        self,
+        directory: Path | str,
+        contracts_dir: Path = CONTRACTS_DIR,
+        memory_limit: str | None = None,
+    ):
         self.directory = Path(directory)
         self.contracts_dir = contracts_dir
+        self.memory_limit = memory_limit  # the writer's; None: DuckDB's default (80% of RAM)
         self.pipeline_path = self.directory / PIPELINE_FILE
         self.published_path = self.directory / PUBLISHED_FILE
 
@@ -80,7 +86,8 @@ class Warehouse:
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / ".write.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # waits for any other writer, in any process
-            con = duckdb.connect(str(self.pipeline_path))
+            config = {"memory_limit": self.memory_limit} if self.memory_limit else {}
+            con = duckdb.connect(str(self.pipeline_path), config=config)
             try:
                 con.execute("SET TimeZone = 'UTC'")
                 yield con

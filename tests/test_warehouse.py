@@ -9,8 +9,8 @@ from datetime import date
 import pytest
 
 from pipelines.contracts import load_contracts
-from pipelines.declarations import load_infrastructure
-from pipelines.errors import ContractViolation
+from pipelines.declarations import load_infrastructure, load_settings
+from pipelines.errors import ContractViolation, DeclarationError
 from pipelines.settings import ASSETS_DIR, SAMPLE_DATA_DIR
 from pipelines.sources.sample import SampleConnector, SampleSettings
 from pipelines.validation import Window
@@ -195,3 +195,18 @@ def test_rows_outside_the_partition_are_kept_out(with_sites):
     assert failure.rule.name == "within_partition" and failure.rows == 4
     assert "column 'date', value datetime.date(2024, 4, 2)" in failure.example
     assert report.rows_written == 4 and report.validation.rows_quarantined == 4
+
+
+def test_the_writer_works_within_the_declared_memory_limit(project):
+    """settings.yaml's warehouse memory limit reaches the writer's DuckDB connection; a limit
+    DuckDB cannot read is refused when the declarations load, naming the field."""
+    resource = project.definitions().resources["warehouse"]
+    assert resource.memory_limit == "1GB"
+    with resource.get().writer() as con:
+        (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert limit == "953.6 MiB"  # DuckDB shows 1GB (10^9 bytes) in MiB
+
+    path = project.assets_dir / "settings.yaml"
+    path.write_text(path.read_text().replace('memory_limit: "1GB"', 'memory_limit: "1 gig"'))
+    with pytest.raises(DeclarationError, match=r"settings\.yaml.*warehouse.*memory_limit"):
+        load_settings(project.assets_dir)
