@@ -67,13 +67,15 @@ def run(
     size = chunk_days or len(wanted)
     chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
     selection = [dg.AssetKey(t) for t in tables] if tables else None
+    skipped = 0
     with dg.DagsterInstance.get() as instance:
         release_interrupted_runs(instance)
         done = completed_days(instance, defs, selection) if chunk_days else set()
         progress = tqdm(total=len(wanted), unit="day", desc="backfill", disable=not chunk_days)
         for chunk in chunks:
-            if set(chunk) <= done:  # an earlier (interrupted) backfill did these
+            if set(chunk) <= done:  # an earlier (interrupted) backfill or run did these
                 progress.update(len(chunk))
+                skipped += len(chunk)
                 continue
             result = job.execute_in_process(
                 instance=instance,
@@ -91,9 +93,30 @@ def run(
                     if event.is_step_failure:
                         print(f"FAILED {event.step_key}: {failure_message(event)}", file=sys.stderr)
                 return False
+            for check in result.get_asset_check_evaluations():
+                if not check.passed:  # a warning, or rows quarantined: the run went on
+                    print(f"warning: {check_line(check)}", file=sys.stderr)
             progress.update(len(chunk))
         progress.close()
+    if skipped:
+        print(
+            f"{skipped} of {len(wanted)} day(s) were already materialised and were skipped; "
+            "`megawatt run --start D --end D` runs days again",
+            file=sys.stderr,
+        )
     return True
+
+
+def check_line(check) -> str:
+    """One line for a failed (non-blocking) check: the rule, the count, the first failure."""
+    meta = {k: v.value for k, v in check.metadata.items()}
+    quarantined = meta.get("rows_quarantined", 0)
+    return (
+        f"{check.asset_key.to_user_string()}: check {check.check_name!r} failed for "
+        f"{meta.get('failing_rows', '?')} row(s)"
+        + (f", {quarantined} quarantined (table quarantine)" if quarantined else "")
+        + f"; {meta.get('first_failure', '')}"
+    )
 
 
 def release_interrupted_runs(instance) -> None:
@@ -141,7 +164,8 @@ SELECT scenario, site_id,
        avg(mining_margin_after_depreciation_usd_per_mwh) AS mining_net,
        avg(ai_margin_after_depreciation_usd_per_mwh) AS ai_net,
        any_value(ai_capex_usd_per_mw) / (avg(ai_uplift_usd_per_mw_day) * 365) AS payback_years,
-       any_value(ai_basis) AS ai_basis
+       any_value(ai_basis) AS ai_basis,
+       count(DISTINCT date) AS days
 FROM site_economics_daily
 WHERE date BETWEEN $start AND $end
 GROUP BY ALL
@@ -155,10 +179,16 @@ def print_summary(start: date, end: date) -> None:
 
     with Warehouse(WAREHOUSE_DIR).reader() as con:
         rows = con.execute(SUMMARY_SQL, {"start": start, "end": end}).fetchall()
+        sites = [s for (s,) in con.execute("SELECT site_id FROM sites ORDER BY 1").fetchall()]
     print(f"\nMargin per MWh, mean of UTC days {start} to {end}, USD (net = after depreciation):")
     header = f"{'scenario':<10}{'site':<16}{'mining':>9}{'ai':>10}{'better':>8}"
     print(header + f"{'mining net':>12}{'ai net':>10}{'better':>8}{'payback':>9}")
-    for scenario, site, mining, ai, mining_net, ai_net, payback, basis in rows:
+    period_days = (end - start).days + 1
+    # sites whose answer lacks days (their inputs were blocked or quarantined)
+    short = {site: 0 for site in sites if site not in {r[1] for r in rows}}
+    for scenario, site, mining, ai, mining_net, ai_net, payback, basis, days in rows:
+        if days < period_days:
+            short[site] = days
         better = "ai" if ai > mining else "mining"
         better_net = "ai" if ai_net > mining_net else "mining"
         payback_text = f"{payback:.1f} y" if payback and payback > 0 else "never"
@@ -168,6 +198,8 @@ def print_summary(start: date, end: date) -> None:
             f"{mining_net:>12.2f}{ai_net:>10.2f}{better_net:>8}{payback_text:>9}{note}"
         )
     print("* no GPUs at the site: AI valued at the reference GPU, market price and utilisation")
+    for site, days in short.items():
+        print(f"! {site}: {days} of {period_days} days (a missing day is not in its means)")
     print(f"\nWarehouse for SQL (read-only, any time): {WAREHOUSE_DIR / 'megawatt.duckdb'}")
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from pipelines.settings import PROJECT_DIR
 
@@ -89,3 +91,31 @@ def test_a_range_outside_the_partitions_is_one_clear_line(tmp_path: Path):
     assert query.returncode == 1
     assert "does not exist yet: run `megawatt run` to build it" in query.stderr
     assert "Traceback" not in query.stderr
+
+
+def test_a_quarantined_row_is_reported_and_the_answer_says_which_site_lacks_a_day(tmp_path: Path):
+    """Text in a number column is quarantined, not fatal: the run goes on, but says so with the
+    file, row, column, value and rule, and the answer names the site that lacks that day."""
+    data, assets = tmp_path / "data", tmp_path / "assets"
+    shutil.copytree(PROJECT_DIR / "pipelines" / "sample_data", data)
+    shutil.copytree(PROJECT_DIR / "assets", assets)
+    bad = data / "mining_output_daily.csv"
+    lines = bad.read_text().splitlines()
+    assert lines[6].startswith("2024-03-22,no-narvik,")  # file row 7
+    lines[6] = lines[6].replace(",97.23,", ",abc,")
+    bad.write_text("\n".join(lines) + "\n")
+    sources = yaml.safe_load((assets / "sources.yaml").read_text())
+    sources["sources"]["mining_output_daily"]["connectors"] = {"sample": {"data_dir": str(data)}}
+    (assets / "sources.yaml").write_text(yaml.safe_dump(sources))
+    env = {"MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"), "DAGSTER_HOME": str(tmp_path / "dh"),
+           "MEGAWATT_ASSETS_DIR": str(assets)}  # fmt: skip
+
+    run = _megawatt("run", "--start", "2024-03-21", "--end", "2024-03-22", env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (
+        "warning: mining_output_daily: check 'types_match_contract' failed for 1 row(s), "
+        f"1 quarantined (table quarantine); first at {bad} row 7 (date=2024-03-22, "
+        "site_id=no-narvik), column 'uptime_pct', value 'abc' is not DOUBLE"
+    ) in run.stderr
+    assert "! no-narvik: 1 of 2 days" in run.stdout
+    assert "! se-lulea" not in run.stdout
