@@ -194,10 +194,27 @@ def validate(
         f"CASE WHEN {type_failed} THEN CAST(to_json(struct_pack({as_arrived})) AS VARCHAR) END "
         f"AS _raw FROM {incoming} AS raw"
     )
+    # the rules on the batch as a whole run on the rows it keeps
+    table_rules = [
+        _as_query(r, window, partition_column) if r.row_count_between else r
+        for r in contract.rules
+        if r.unique_key or r.row_count_between or r.query
+    ]
     # Great Expectations judges the rows that cast (a value that does not cast fails its type
-    # only); DuckDB then tags the rows of the rules it failed, and only those.
-    failed = failing_rules(con, "SELECT * FROM checked WHERE _failed IS NULL", row_rules)
+    # only); DuckDB then tags the rows of the rules it failed, and only those. Those rows are the
+    # ones the batch keeps unless a blocking rule fails on some (or a value failed a non-blocking
+    # type rule): so the rules on the whole batch are judged in the same pass, and again on the
+    # rows kept only if that pass finds such a failure.
+    types_blocking = contract.rule(TYPES_RULE).blocking
+    cast_failures = (
+        type_failed != "false"
+        and con.execute("SELECT count(*) FROM checked WHERE _failed IS NOT NULL").fetchone()[0]
+    )
+    failed = failing_rules(
+        con, "SELECT * FROM checked WHERE _failed IS NULL", [*row_rules, *table_rules]
+    )
     tagged = [r for r in row_rules if r.name in failed]
+    kept_differ = any(r.blocking for r in tagged) or (cast_failures and not types_blocking)
     if tagged:
         tags = ", ".join(f"CASE WHEN ({r.condition}) IS FALSE THEN '{r.name}' END" for r in tagged)
         con.execute(
@@ -233,13 +250,8 @@ def validate(
     ]
     batch = f"in the batch from {', '.join(files[:3]) + (' ...' if len(files) > 3 else '')}"
     batch = batch if files else f"in the batch from {origin} (no rows)"
-    # the rules on the batch as a whole run on the rows it keeps
-    table_rules = [
-        _as_query(r, window, partition_column) if r.row_count_between else r
-        for r in contract.rules
-        if r.unique_key or r.row_count_between or r.query
-    ]
-    failed = failing_rules(con, "SELECT * FROM new", table_rules)
+    if kept_differ:
+        failed = failing_rules(con, "SELECT * FROM new", table_rules)
     for rule in contract.rules:
         if not (rule.unique_key or rule.row_count_between or rule.query):
             continue
