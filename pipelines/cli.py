@@ -87,15 +87,16 @@ def run(
                 asset_selection=selection,
                 raise_on_error=False,
             )  # fmt: skip
+            for check in result.get_asset_check_evaluations():
+                if not check.passed and check.severity == dg.AssetCheckSeverity.WARN:
+                    # a warning, or rows quarantined: the run went on
+                    print(f"warning: {check_line(check)}", file=sys.stderr)
             if not result.success:
                 progress.close()
                 for event in result.all_events:
                     if event.is_step_failure:
                         print(f"FAILED {event.step_key}: {failure_message(event)}", file=sys.stderr)
                 return False
-            for check in result.get_asset_check_evaluations():
-                if not check.passed:  # a warning, or rows quarantined: the run went on
-                    print(f"warning: {check_line(check)}", file=sys.stderr)
             progress.update(len(chunk))
         progress.close()
     if skipped:
@@ -185,7 +186,8 @@ def print_summary(start: date, end: date) -> None:
     print(header + f"{'mining net':>12}{'ai net':>10}{'better':>8}{'payback':>9}")
     period_days = (end - start).days + 1
     # sites whose answer lacks days (their inputs were blocked or quarantined)
-    short = {site: 0 for site in sites if site not in {r[1] for r in rows}}
+    answered = {r[1] for r in rows}
+    short = {site: 0 for site in sites if site not in answered}
     for scenario, site, mining, ai, mining_net, ai_net, payback, basis, days in rows:
         if days < period_days:
             short[site] = days

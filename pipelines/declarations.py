@@ -136,7 +136,7 @@ class Automation(Strict):
 
 class WarehouseSettings(Strict):
     # DuckDB's memory limit for the writer, e.g. "1GB"; past it, DuckDB spills to disk
-    memory_limit: str = Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    memory_limit: str = Field(pattern=r"(?i)^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
 class Settings(Strict):

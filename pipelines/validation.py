@@ -202,19 +202,14 @@ def validate(
     ]
     # Great Expectations judges the rows that cast (a value that does not cast fails its type
     # only); DuckDB then tags the rows of the rules it failed, and only those. Those rows are the
-    # ones the batch keeps unless a blocking rule fails on some (or a value failed a non-blocking
-    # type rule): so the rules on the whole batch are judged in the same pass, and again on the
-    # rows kept only if that pass finds such a failure.
-    types_blocking = contract.rule(TYPES_RULE).blocking
-    cast_failures = (
-        type_failed != "false"
-        and con.execute("SELECT count(*) FROM checked WHERE _failed IS NOT NULL").fetchone()[0]
-    )
+    # ones the batch keeps unless a blocking rule fails on some (or the type rule does not block):
+    # so the rules on the whole batch are judged in the same pass, and again on the rows kept
+    # only if that pass finds such a failure.
     failed = failing_rules(
         con, "SELECT * FROM checked WHERE _failed IS NULL", [*row_rules, *table_rules]
     )
     tagged = [r for r in row_rules if r.name in failed]
-    kept_differ = any(r.blocking for r in tagged) or (cast_failures and not types_blocking)
+    kept_differ = any(r.blocking for r in tagged) or not contract.rule(TYPES_RULE).blocking
     if tagged:
         tags = ", ".join(f"CASE WHEN ({r.condition}) IS FALSE THEN '{r.name}' END" for r in tagged)
         con.execute(

@@ -39,6 +39,12 @@ def test_main_job_builds_the_warehouse_and_prints_the_answer(tmp_path: Path, mon
     for site in ("se-lulea", "no-narvik", "us-tx-rockdale", "ca-baie-comeau"):
         assert site in run.stdout
     assert "Margin per MWh, mean of UTC days 2024-03-21 to 2024-05-20" in run.stdout
+    assert "! " not in run.stdout and "warning:" not in run.stderr  # the sample is clean
+
+    # a backfill of days the run did says so, rather than silently doing nothing
+    backfill = _megawatt("backfill", "--start", "2024-04-01", "--end", "2024-04-02", env=env)
+    assert backfill.returncode == 0, backfill.stderr[-3000:]
+    assert "2 of 2 day(s) were already materialised and were skipped" in backfill.stderr
 
     counts = _megawatt(
         "sql",

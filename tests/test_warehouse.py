@@ -200,13 +200,15 @@ def test_rows_outside_the_partition_are_kept_out(with_sites):
 def test_the_writer_works_within_the_declared_memory_limit(project):
     """settings.yaml's warehouse memory limit reaches the writer's DuckDB connection; a limit
     DuckDB cannot read is refused when the declarations load, naming the field."""
+    path = project.assets_dir / "settings.yaml"
+    settings = path.read_text()
+    assert 'memory_limit: "1GB"' in settings
+    path.write_text(settings.replace('memory_limit: "1GB"', 'memory_limit: "512mb"'))
     resource = project.definitions().resources["warehouse"]
-    assert resource.memory_limit == "1GB"
     with resource.get().writer() as con:
         (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchone()
-    assert limit == "953.6 MiB"  # DuckDB shows 1GB (10^9 bytes) in MiB
+    assert limit == "488.2 MiB"  # DuckDB shows 512 MB (10^6 bytes each) in MiB
 
-    path = project.assets_dir / "settings.yaml"
-    path.write_text(path.read_text().replace('memory_limit: "1GB"', 'memory_limit: "1 gig"'))
+    path.write_text(settings.replace('memory_limit: "1GB"', 'memory_limit: "1 gig"'))
     with pytest.raises(DeclarationError, match=r"settings\.yaml.*warehouse.*memory_limit"):
         load_settings(project.assets_dir)
