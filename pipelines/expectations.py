@@ -18,7 +18,7 @@ from functools import cache
 
 import duckdb
 
-from pipelines.contracts import Rule, quote
+from pipelines.contracts import Rule
 
 # GX warns that it has no DuckDB type module; only type expectations reach it, not these rules.
 logging.getLogger("great_expectations.expectations.type_comparison").setLevel(logging.ERROR)
@@ -81,9 +81,6 @@ def _expectation(rule: Rule):
         )
     if rule.condition is not None:  # `new` is the row, for correlated subqueries
         query = f"SELECT * FROM (SELECT * FROM {{batch}}) AS new WHERE ({rule.condition}) IS FALSE"
-    elif rule.unique_key:
-        key = ", ".join(quote(k) for k in rule.unique_key)
-        query = f"SELECT {key} FROM {{batch}} GROUP BY ALL HAVING count(*) > 1"
     elif rule.query:
         query = rule.query.replace("{object}", "(SELECT * FROM {batch})")
     else:

@@ -194,22 +194,20 @@ def validate(
         f"CASE WHEN {type_failed} THEN CAST(to_json(struct_pack({as_arrived})) AS VARCHAR) END "
         f"AS _raw FROM {incoming} AS raw"
     )
-    # the rules on the batch as a whole run on the rows it keeps
+    # Great Expectations judges the rows that cast (a value that does not cast fails its type
+    # only); DuckDB then tags the rows of the rules it failed, and only those. The rules on the
+    # batch as a whole are judged in the same pass, on the rows the batch keeps: those that pass
+    # every blocking row rule.
+    keeps = " AND ".join(f"({r.condition}) IS NOT FALSE" for r in row_rules if r.blocking)
     table_rules = [
-        _as_query(r, window, partition_column) if r.row_count_between else r
+        _on_kept(_as_query(r, window, partition_column) if r.row_count_between else r, keeps)
         for r in contract.rules
         if r.unique_key or r.row_count_between or r.query
     ]
-    # Great Expectations judges the rows that cast (a value that does not cast fails its type
-    # only); DuckDB then tags the rows of the rules it failed, and only those. Those rows are the
-    # ones the batch keeps unless a blocking rule fails on some (or the type rule does not block):
-    # so the rules on the whole batch are judged in the same pass, and again on the rows kept
-    # only if that pass finds such a failure.
     failed = failing_rules(
         con, "SELECT * FROM checked WHERE _failed IS NULL", [*row_rules, *table_rules]
     )
     tagged = [r for r in row_rules if r.name in failed]
-    kept_differ = any(r.blocking for r in tagged) or not contract.rule(TYPES_RULE).blocking
     if tagged:
         tags = ", ".join(f"CASE WHEN ({r.condition}) IS FALSE THEN '{r.name}' END" for r in tagged)
         con.execute(
@@ -245,7 +243,7 @@ def validate(
     ]
     batch = f"in the batch from {', '.join(files[:3]) + (' ...' if len(files) > 3 else '')}"
     batch = batch if files else f"in the batch from {origin} (no rows)"
-    if kept_differ:
+    if not contract.rule(TYPES_RULE).blocking:  # `new` then keeps rows the pass did not see
         failed = failing_rules(con, "SELECT * FROM new", table_rules)
     for rule in contract.rules:
         if not (rule.unique_key or rule.row_count_between or rule.query):
@@ -271,6 +269,17 @@ def _drop_temp(con, name: str) -> None:
         ).fetchone()[0]
         if found:
             con.execute(f"DROP {kind} {quote(name)}")
+
+
+def _on_kept(rule: Rule, keeps: str) -> Rule:
+    """A rule on the batch as a whole, as a query over the rows that satisfy `keeps`."""
+    query = rule.query
+    if rule.unique_key:
+        key = ", ".join(quote(k) for k in rule.unique_key)
+        query = f"SELECT {key} FROM {{object}} GROUP BY ALL HAVING count(*) > 1"
+    if keeps:  # `new` is the row, as in the row rules
+        query = query.replace("{object}", f"(SELECT * FROM {{object}} AS new WHERE {keeps})")
+    return Rule(rule.name, rule.description, rule.severity, query=query)
 
 
 def _as_query(rule: Rule, window: Window | None, partition_column: str | None) -> Rule:

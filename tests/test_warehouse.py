@@ -116,6 +116,32 @@ def test_bad_row_is_quarantined_with_file_row_column_value_and_rule(
     ) == [(0,)]
 
 
+def test_the_batch_rules_judge_the_rows_it_keeps(with_sites, sample_dir):
+    """A second copy of a site-day that breaks a row rule is quarantined, so the key is unique
+    among the rows kept; a second copy that passes them all makes the key not unique."""
+    path = sample_dir / "mining_output_daily.csv"
+    line = _line_of(path, "2024-04-02,no-narvik,")
+    good = path.read_text().splitlines()[line - 1]
+    path.write_text(path.read_text() + good.replace(",97.10,", ",140,") + "\n")
+    report = _write_source(with_sites, "mining_output_daily", sample_dir)
+    assert [f.rule.name for f in report.validation.failures] == ["uptime_pct_range"]
+    assert report.rows_written == 2 * 4 and report.validation.rows_quarantined == 1
+
+    path.write_text(path.read_text() + good + "\n")
+    last = len(path.read_text().splitlines())  # the good copy; the one before it is quarantined
+    with pytest.raises(ContractViolation, match=rf"rule 'key_unique'.* rows \[{line}, {last}\]"):
+        _write_source(with_sites, "mining_output_daily", sample_dir)
+
+
+def test_a_day_whose_every_row_is_quarantined_has_no_rows(with_sites, sample_dir):
+    """Rows per day counts the rows kept: a day all of whose rows break a row rule is empty."""
+    path = sample_dir / "mining_output_daily.csv"
+    for site in ("ca-baie-comeau", "no-narvik", "se-lulea", "us-tx-rockdale"):
+        _spoil(path, _line_of(path, f"2024-04-02,{site},"), "uptime_pct", "140")
+    with pytest.raises(ContractViolation, match=r"rule 'rows_per_day'.*2024-04-02 has 0 row"):
+        _write_source(with_sites, "mining_output_daily", sample_dir)
+
+
 def test_rerun_after_fixing_the_source_clears_its_quarantine(with_sites, sample_dir):
     path = sample_dir / "mining_output_daily.csv"
     _spoil(path, _line_of(path, "2024-04-02,no-narvik,"), "uptime_pct", "140")
