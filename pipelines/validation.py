@@ -197,7 +197,7 @@ def validate(
     # Great Expectations judges the rows that cast (a value that does not cast fails its type
     # only); DuckDB then tags the rows of the rules it failed, and only those. The rules on the
     # batch as a whole are judged in the same pass, on the rows the batch keeps: those that pass
-    # every blocking row rule.
+    # every blocking row rule (a value that does not cast always blocks its row).
     keeps = " AND ".join(f"({r.condition}) IS NOT FALSE" for r in row_rules if r.blocking)
     table_rules = [
         _on_kept(_as_query(r, window, partition_column) if r.row_count_between else r, keeps)
@@ -243,8 +243,6 @@ def validate(
     ]
     batch = f"in the batch from {', '.join(files[:3]) + (' ...' if len(files) > 3 else '')}"
     batch = batch if files else f"in the batch from {origin} (no rows)"
-    if not contract.rule(TYPES_RULE).blocking:  # `new` then keeps rows the pass did not see
-        failed = failing_rules(con, "SELECT * FROM new", table_rules)
     for rule in contract.rules:
         if not (rule.unique_key or rule.row_count_between or rule.query):
             continue
