@@ -199,10 +199,10 @@ def validate(
     # batch as a whole are judged in the same pass, on the rows the batch keeps: those that pass
     # every blocking row rule (a value that does not cast always blocks its row).
     keeps = " AND ".join(f"({r.condition}) IS NOT FALSE" for r in row_rules if r.blocking)
+    batch_rules = [r for r in contract.rules if r.unique_key or r.row_count_between or r.query]
     table_rules = [
         _on_kept(_as_query(r, window, partition_column) if r.row_count_between else r, keeps)
-        for r in contract.rules
-        if r.unique_key or r.row_count_between or r.query
+        for r in batch_rules
     ]
     failed = failing_rules(
         con, "SELECT * FROM checked WHERE _failed IS NULL", [*row_rules, *table_rules]
@@ -243,9 +243,7 @@ def validate(
     ]
     batch = f"in the batch from {', '.join(files[:3]) + (' ...' if len(files) > 3 else '')}"
     batch = batch if files else f"in the batch from {origin} (no rows)"
-    for rule in contract.rules:
-        if not (rule.unique_key or rule.row_count_between or rule.query):
-            continue
+    for rule in batch_rules:
         if rule.name not in failed:
             results.append(RuleResult(rule))
         elif rule.unique_key:
