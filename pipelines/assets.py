@@ -185,14 +185,23 @@ def table_asset(
                                          f"{rows_contract.table}_" if of_rows else "")  # fmt: skip
             raise dg.Failure(description=str(violation)) from None
         validation = report.validation
-        extra = {}
+        # Of the table as a whole, not of a day: on the run's last day only (the asset's latest
+        # materialisation), not copied into each of a backfill's days (a plot is ~100 KB).
+        of_table = {
+            "preview": dg.MetadataValue.md(markdown_table(report.preview))
+            if report.preview
+            else "no rows"
+        }
         if lineage_of is not None:
-            extra["dagster/column_lineage"] = lineage_of()
+            of_table["dagster/column_lineage"] = lineage_of()
         if plot is not None:
             with warehouse.get().reader() as con:
-                extra["plot"] = dg.MetadataValue.md(
+                of_table["plot"] = dg.MetadataValue.md(
                     markdown_image(render_png(con, contract.table, plot), plot.title)
                 )
+        if partitions_def is not None:
+            context.add_asset_metadata(of_table, partition_key=context.partition_keys[-1])
+            of_table = {}
         for failure in validation.failures:
             context.log.warning(f"{contract.table}: {failure}")
         yield dg.MaterializeResult(
@@ -201,10 +210,7 @@ def table_asset(
                 "rows_written": report.rows_written,
                 "rows_quarantined": validation.rows_quarantined,
                 "window": f"[{window.start}, {window.end})" if window else "whole table",
-                "preview": dg.MetadataValue.md(markdown_table(report.preview))
-                if report.preview
-                else "no rows",
-                **extra,
+                **of_table,
             },
             check_results=checked,
         )

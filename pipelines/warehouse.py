@@ -193,9 +193,9 @@ class Warehouse:
         columns = ", ".join(quote(c) for c in contract.column_names)
         con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM new")
         (written,) = con.execute("SELECT count(*) FROM new").fetchone()
-        order = ", ".join(quote(k) for k in contract.key) or "1"
+        latest_first = ", ".join(f"{quote(k)} DESC" for k in contract.key) or "1 DESC"
         preview = fetch_dicts(
-            con, f"SELECT {columns} FROM new ORDER BY {order} DESC LIMIT {PREVIEW_ROWS}"
+            con, f"SELECT {columns} FROM new ORDER BY {latest_first} LIMIT {PREVIEW_ROWS}"
         )
         (total,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
         return written, total, preview

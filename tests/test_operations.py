@@ -109,14 +109,18 @@ def test_freshness_owner_and_preview_come_from_the_declarations(project):
     raw = graph.get(dg.AssetKey("fx_rates_daily"))
     assert raw.freshness_policy.fail_window.to_timedelta().days == 4
     assert graph.get(dg.AssetKey("hashprice_daily")).owners == ["team:data-platform"]
-    result = project.run("2024-04-02", "2024-04-02", defs=defs)
-    (materialization,) = [
-        m for m in result.get_asset_materialization_events()
+    result = project.run("2024-04-02", "2024-04-03", defs=defs)
+    first, last = [
+        m.materialization for m in result.get_asset_materialization_events()
         if m.asset_key == dg.AssetKey("site_economics_daily")
     ]  # fmt: skip
-    preview = materialization.materialization.metadata["preview"].value
-    assert preview.startswith("| date | site_id | scenario |") and "2024-04-02" in preview
-    metadata = materialization.materialization.metadata
+    assert (first.partition, last.partition) == ("2024-04-02", "2024-04-03")
+    # what is of the whole table is on the run's last day, not copied into every day
+    assert first.metadata["dagster/row_count"] == last.metadata["dagster/row_count"]
+    assert not {"preview", "plot", "dagster/column_lineage"} & set(first.metadata)
+    preview = last.metadata["preview"].value
+    assert preview.startswith("| date | site_id | scenario |") and "2024-04-03" in preview
+    metadata = last.metadata
     assert metadata["plot"].value.startswith("![Margin per MWh by site")
     lineage = metadata["dagster/column_lineage"].value.deps_by_column
     assert (
