@@ -11,14 +11,18 @@ import requests
 
 
 def failure_message(event: dg.DagsterEvent) -> str:
-    """What went wrong in a failed step: our own message, or the innermost error's."""
+    """What went wrong in a failed step, after the step's name: our own message (which names
+    its table), or the innermost error's."""
     data = event.step_failure_data
     if data.user_failure_data and data.user_failure_data.description:
-        return data.user_failure_data.description
-    error = data.error
-    while error.cause:
-        error = error.cause
-    return error.message.strip()
+        message = data.user_failure_data.description
+    else:
+        error = data.error
+        while error.cause:
+            error = error.cause
+        message = error.message.strip()
+    named = message.startswith(f"{event.step_key}:")
+    return message if named else f"{event.step_key}: {message}"
 
 
 class AlertResource(dg.ConfigurableResource):
@@ -42,7 +46,7 @@ def alert_line(run: dg.DagsterRun, step_failures: list[dg.DagsterEvent]) -> str:
     if tags.get("dagster/asset_partition_range_end"):
         days = f"{days}..{tags['dagster/asset_partition_range_end']}"
     failures = (
-        "; ".join(f"{e.step_key}: {' '.join(failure_message(e).split())}" for e in step_failures)
+        "; ".join(" ".join(failure_message(e).split()) for e in step_failures)
         or "the run failed before any step"
     )
     when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -378,7 +378,7 @@ def sql_asset(
                     if k in spec.parameters_used()
                 }
             )
-        return spec.query, str(spec.path), params
+        return spec.query, f"the result of {spec.path}", params  # its rows, not its lines
 
     return table_asset(
         contract,

@@ -58,44 +58,70 @@ def run(
 
     job = defs.resolve_job_def(DAILY_JOB)
     days = job.partitions_def.get_partition_keys()
-    if start > end or start.isoformat() not in days or end.isoformat() not in days:
+    if start.isoformat() not in days or end.isoformat() not in days:
         raise MegawattError(
             f"cannot run UTC days {start} to {end}: the declared partitions are {days[0]} to "
-            f"{days[-1]} (assets/settings.yaml partitions), and start must not be after end"
+            f"{days[-1]} (assets/settings.yaml partitions)"
         )
+    if start > end:
+        raise MegawattError(f"cannot run UTC days {start} to {end}: start is after end")
+    graph = defs.resolve_asset_graph()
+    unknown = sorted(
+        set(tables or []) - {key.to_user_string() for key in graph.get_all_asset_keys()}
+    )
+    if unknown:
+        raise MegawattError(f"no table named {', '.join(unknown)} (see assets/ for the tables)")
     wanted = days[days.index(start.isoformat()) : days.index(end.isoformat()) + 1]
     size = chunk_days or len(wanted)
     chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
     selection = [dg.AssetKey(t) for t in tables] if tables else None
+
+    def execute(chunk: list[str], assets: list | None) -> bool:
+        """One run of `assets` (None: all) for the days of `chunk`; its failures printed."""
+        result = job.execute_in_process(
+            instance=instance,
+            tags={ASSET_PARTITION_RANGE_START_TAG: chunk[0],
+                  ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
+                  HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())},
+            # failures are printed below, one line each; the full logs are in the history
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            asset_selection=assets,
+            raise_on_error=False,
+        )  # fmt: skip
+        for check in result.get_asset_check_evaluations():
+            if not check.passed and check.severity == dg.AssetCheckSeverity.WARN:
+                # a warning, or rows quarantined: the run went on
+                print(f"warning: {check_line(check)}", file=sys.stderr)
+        for event in result.all_events:
+            if event.is_step_failure:
+                print(f"FAILED {failure_message(event)}", file=sys.stderr)
+        return result.success
+
     skipped = 0
     with dg.DagsterInstance.get() as instance:
         release_interrupted_runs(instance)
-        done = completed_days(instance, defs, selection) if chunk_days else set()
-        progress = tqdm(total=len(wanted), unit="day", desc="backfill", disable=not chunk_days)
+        read_back = missing_lookback_days(instance, graph, selection, start, days)
+        if read_back:  # e.g. the FX rate of the Thursday before an Easter Monday
+            read_days = sorted(set().union(*read_back.values()))
+            first, last = read_days[0], read_days[-1]
+            names = ", ".join(key.to_user_string() for key in read_back)
+            print(f"{names}: the days before {start} that the range reads back to "
+                  f"({first} to {last}) are not in the warehouse; running them first",
+                  file=sys.stderr)  # fmt: skip
+            if not execute(days[days.index(first) : days.index(last) + 1], list(read_back)):
+                return False
+        done = completed_days(instance, graph, selection) if chunk_days else set()
+        progress = tqdm(
+            total=len(wanted), desc="backfill", disable=not chunk_days,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} days [{elapsed}<{remaining}]",
+        )  # fmt: skip
         for chunk in chunks:
             if set(chunk) <= done:  # an earlier (interrupted) backfill or run did these
                 progress.update(len(chunk))
                 skipped += len(chunk)
                 continue
-            result = job.execute_in_process(
-                instance=instance,
-                tags={ASSET_PARTITION_RANGE_START_TAG: chunk[0],
-                      ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
-                      HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())},
-                # failures are printed below, one line each; the full logs are in the history
-                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-                asset_selection=selection,
-                raise_on_error=False,
-            )  # fmt: skip
-            for check in result.get_asset_check_evaluations():
-                if not check.passed and check.severity == dg.AssetCheckSeverity.WARN:
-                    # a warning, or rows quarantined: the run went on
-                    print(f"warning: {check_line(check)}", file=sys.stderr)
-            if not result.success:
+            if not execute(chunk, selection):
                 progress.close()
-                for event in result.all_events:
-                    if event.is_step_failure:
-                        print(f"FAILED {event.step_key}: {failure_message(event)}", file=sys.stderr)
                 return False
             progress.update(len(chunk))
         progress.close()
@@ -106,6 +132,25 @@ def run(
             file=sys.stderr,
         )
     return True
+
+
+def missing_lookback_days(instance, graph, selection, start: date, days: list[str]) -> dict:
+    """Per upstream asset, the days before `start` that a selected asset reads back to
+    (a `lookback_days` dependency) and no run has materialised: {asset key: [day, ...]}."""
+    import dagster as dg
+
+    first = days.index(start.isoformat())
+    missing = {}
+    for key in selection or graph.get_all_asset_keys():
+        for parent in graph.get(key).parent_keys:
+            mapping = graph.get_partition_mapping(key, parent)
+            if not isinstance(mapping, dg.TimeWindowPartitionMapping) or not mapping.start_offset:
+                continue
+            before = days[max(0, first + mapping.start_offset) : first]
+            absent = sorted(set(before) - instance.get_materialized_partitions(parent))
+            if absent:
+                missing[parent] = sorted(set(missing.get(parent, [])) | set(absent))
+    return missing
 
 
 def check_line(check) -> str:
@@ -146,9 +191,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def completed_days(instance, defs, selection) -> set[str]:
+def completed_days(instance, graph, selection) -> set[str]:
     """Days every selected partitioned asset has materialised."""
-    graph = defs.resolve_asset_graph()
     keys = [
         key
         for key in (selection or graph.get_all_asset_keys())
@@ -236,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         end = args.end or period.end_date
         if not run(start, end, args.select):
             return 1
-        if not args.select:
+        if args.select:
+            print(f"materialised {', '.join(args.select)} for UTC days {start} to {end}")
+        else:
             print_summary(start, end)
         return 0
     if args.command == "backfill":

@@ -6,12 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import yaml
 
 from pipelines.settings import PROJECT_DIR
+from pipelines.warehouse import Warehouse
 
 DESIGN_TABLES = [
     "sites", "asic_fleet", "gpu_fleet", "btc_network_daily", "mining_output_daily",
@@ -86,12 +88,20 @@ def test_workspace_loads_for_dagster_dev():
 
 def test_a_range_outside_the_partitions_is_one_clear_line(tmp_path: Path):
     env = {"MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"), "DAGSTER_HOME": str(tmp_path / "dh")}
-    run = _megawatt("run", "--start", "2024-04-10", "--end", "2024-04-01", env=env)
+    run = _megawatt("run", "--start", "2024-06-01", "--end", "2024-06-02", env=env)
     assert run.returncode == 1
     assert run.stderr.strip() == (
-        "megawatt: cannot run UTC days 2024-04-10 to 2024-04-01: the declared partitions are "
-        "2024-03-21 to 2024-05-20 (assets/settings.yaml partitions), and start must not be "
-        "after end"
+        "megawatt: cannot run UTC days 2024-06-01 to 2024-06-02: the declared partitions are "
+        "2024-03-21 to 2024-05-20 (assets/settings.yaml partitions)"
+    )
+    run = _megawatt("run", "--start", "2024-04-10", "--end", "2024-04-01", env=env)
+    assert run.stderr.strip() == (
+        "megawatt: cannot run UTC days 2024-04-10 to 2024-04-01: start is after end"
+    )
+    run = _megawatt("run", "--select", "btc_network_dayly", env=env)
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        "megawatt: no table named btc_network_dayly (see assets/ for the tables)"
     )
     query = _megawatt("sql", "SELECT 1", env=env)
     assert query.returncode == 1
@@ -125,3 +135,50 @@ def test_a_quarantined_row_is_reported_and_the_answer_says_which_site_lacks_a_da
     ) in run.stderr
     assert "! no-narvik: 1 of 2 days" in run.stdout
     assert "! se-lulea" not in run.stdout
+
+
+def test_a_range_on_an_empty_warehouse_first_runs_the_days_it_reads_back_to(tmp_path: Path):
+    """2024-04-01 is Easter Monday: its FX rate is the Thursday's, which a run of April alone
+    would not have loaded (the power price reads FX 7 days back)."""
+    env = {"MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"), "DAGSTER_HOME": str(tmp_path / "dh")}
+    run = _megawatt("run", "--start", "2024-04-01", "--end", "2024-04-01", env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (
+        "fx_rates_daily: the days before 2024-04-01 that the range reads back to "
+        "(2024-03-25 to 2024-03-31) are not in the warehouse; running them first"
+    ) in run.stderr
+    with Warehouse(tmp_path / "wh").reader() as con:
+        fx_days = con.execute("SELECT min(date), max(date) FROM fx_rates_daily").fetchone()
+        answer = con.execute("SELECT DISTINCT date FROM site_economics_daily").fetchall()
+    assert fx_days == (date(2024, 3, 25), date(2024, 3, 28))  # Good Friday to Monday: none
+    assert answer == [(date(2024, 4, 1),)]  # the derived tables for the range only
+    again = _megawatt("run", "--start", "2024-04-01", "--end", "2024-04-01", env=env)
+    assert again.returncode == 0 and "running them first" not in again.stderr
+
+
+def test_a_blocking_rule_fails_the_run_with_one_line_per_failed_step(tmp_path: Path):
+    data, assets = tmp_path / "data", tmp_path / "assets"
+    shutil.copytree(PROJECT_DIR / "pipelines" / "sample_data", data)
+    shutil.copytree(PROJECT_DIR / "assets", assets)
+    network = data / "btc_network_daily.csv"
+    lines = network.read_text().splitlines()
+    lines.insert(3, lines[2])  # the day of file row 3, twice
+    network.write_text("\n".join(lines) + "\n")
+    sources = yaml.safe_load((assets / "sources.yaml").read_text())
+    sources["sources"]["btc_network_daily"]["connectors"] = {"sample": {"data_dir": str(data)}}
+    (assets / "sources.yaml").write_text(yaml.safe_dump(sources))
+    env = {"MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"), "DAGSTER_HOME": str(tmp_path / "dh"),
+           "MEGAWATT_ASSETS_DIR": str(assets)}  # fmt: skip
+
+    run = _megawatt("run", "--start", "2024-03-21", "--end", "2024-03-23", env=env)
+    assert run.returncode == 1
+    failed = [line for line in run.stderr.splitlines() if line.startswith("FAILED ")]
+    assert failed == [
+        f"FAILED btc_network_daily: 2 blocking rule(s) of {PROJECT_DIR}/data_contracts/"
+        "btc_network_daily.odcs.yaml failed, nothing was written:"
+    ]
+    assert (
+        "- rule 'key_unique' (one row per (date)) failed for 1 row(s); first: (date=2024-03-22) "
+        f"in {network} rows [3, 4]"
+    ) in run.stderr
+    assert "Margin per MWh" not in run.stdout  # no answer from a run that failed

@@ -97,7 +97,7 @@ def test_failed_run_writes_an_alert_line_and_posts_the_webhook(project, tmp_path
     alert_on_run_failure(context)
     (line,) = log.read_text().splitlines()
     assert "RUN FAILED job=daily" in line and "days=2024-04-02..2024-04-03" in line
-    assert "| btc_network_daily: btc_network_daily: 2 blocking rule(s) of " in line
+    assert "| btc_network_daily: 2 blocking rule(s) of " in line
     assert "nothing was written: - rule 'key_unique' (one row per (date)) failed" in line
     ((request, _),) = httpserver.log
     assert json.loads(request.data) == {"text": line}
