@@ -20,7 +20,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from pipelines.alerts import failure_message
+from pipelines.alerts import AlertResource, alert_line, failure_message
 from pipelines.errors import MegawattError
 from pipelines.settings import ASSETS_DIR, DAGSTER_HOME, PROJECT_DIR, WAREHOUSE_DIR
 
@@ -66,11 +66,12 @@ def run(
     if start > end:
         raise MegawattError(f"cannot run UTC days {start} to {end}: start is after end")
     graph = defs.resolve_asset_graph()
-    unknown = sorted(
-        set(tables or []) - {key.to_user_string() for key in graph.get_all_asset_keys()}
-    )
+    runnable = {key.to_user_string() for key in graph.materializable_asset_keys}
+    unknown = sorted(set(tables or []) - runnable)
     if unknown:
-        raise MegawattError(f"no table named {', '.join(unknown)} (see assets/ for the tables)")
+        raise MegawattError(
+            f"no table named {', '.join(unknown)} to run; the tables: {', '.join(sorted(runnable))}"
+        )
     wanted = days[days.index(start.isoformat()) : days.index(end.isoformat()) + 1]
     size = chunk_days or len(wanted)
     chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
@@ -92,9 +93,11 @@ def run(
             if not check.passed and check.severity == dg.AssetCheckSeverity.WARN:
                 # a warning, or rows quarantined: the run went on
                 print(f"warning: {check_line(check)}", file=sys.stderr)
-        for event in result.all_events:
-            if event.is_step_failure:
-                print(f"FAILED {failure_message(event)}", file=sys.stderr)
+        failures = [event for event in result.all_events if event.is_step_failure]
+        for event in failures:
+            print(f"FAILED {failure_message(event)}", file=sys.stderr)
+        if not result.success:  # the alert sensor does not see in-process runs: tell it here
+            send_alert(alert_line(result.dagster_run, failures))
         return result.success
 
     skipped = 0
@@ -106,9 +109,12 @@ def run(
             first, last = read_days[0], read_days[-1]
             names = ", ".join(key.to_user_string() for key in read_back)
             print(f"{names}: the days before {start} that the range reads back to "
-                  f"({first} to {last}) are not in the warehouse; running them first",
+                  f"({first} to {last}) were never materialised; running them first",
                   file=sys.stderr)  # fmt: skip
-            if not execute(days[days.index(first) : days.index(last) + 1], list(read_back)):
+            # with what they are built from, should one of them be a derived table
+            upstream = dg.AssetSelection.assets(*read_back).upstream().resolve(graph)
+            runnable_upstream = sorted(upstream & graph.materializable_asset_keys)
+            if not execute(days[days.index(first) : days.index(last) + 1], runnable_upstream):
                 return False
         done = completed_days(instance, graph, selection) if chunk_days else set()
         progress = tqdm(
@@ -144,13 +150,30 @@ def missing_lookback_days(instance, graph, selection, start: date, days: list[st
     for key in selection or graph.get_all_asset_keys():
         for parent in graph.get(key).parent_keys:
             mapping = graph.get_partition_mapping(key, parent)
-            if not isinstance(mapping, dg.TimeWindowPartitionMapping) or not mapping.start_offset:
+            if (
+                not isinstance(mapping, dg.TimeWindowPartitionMapping)
+                or not mapping.start_offset
+                or graph.get(parent).partitions_def is None
+            ):
                 continue
             before = days[max(0, first + mapping.start_offset) : first]
             absent = sorted(set(before) - instance.get_materialized_partitions(parent))
             if absent:
                 missing[parent] = sorted(set(missing.get(parent, [])) | set(absent))
     return missing
+
+
+def send_alert(line: str) -> None:
+    """The alert line of a failed run, as the UI's runs get it from the run-failure sensor."""
+    from pipelines.definitions import WEBHOOK_VARIABLE
+
+    alerts = AlertResource(
+        log_path=str(DAGSTER_HOME / "alerts.log"), webhook_url=os.environ.get(WEBHOOK_VARIABLE)
+    )
+    try:
+        alerts.send(line)
+    except OSError as e:  # the failures are printed above either way
+        print(f"warning: the alert was not sent: {type(e).__name__}", file=sys.stderr)
 
 
 def check_line(check) -> str:

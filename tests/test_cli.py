@@ -95,14 +95,16 @@ def test_a_range_outside_the_partitions_is_one_clear_line(tmp_path: Path):
         "2024-03-21 to 2024-05-20 (assets/settings.yaml partitions)"
     )
     run = _megawatt("run", "--start", "2024-04-10", "--end", "2024-04-01", env=env)
+    assert run.returncode == 1
     assert run.stderr.strip() == (
         "megawatt: cannot run UTC days 2024-04-10 to 2024-04-01: start is after end"
     )
-    run = _megawatt("run", "--select", "btc_network_dayly", env=env)
+    run = _megawatt("run", "--select", "btc_network_dayly", "quarantine", env=env)
     assert run.returncode == 1
-    assert run.stderr.strip() == (
-        "megawatt: no table named btc_network_dayly (see assets/ for the tables)"
-    )
+    assert run.stderr.startswith(
+        "megawatt: no table named btc_network_dayly, quarantine to run; the tables: "
+        "ai_capacity_daily, asic_fleet, btc_network_daily, "
+    )  # quarantine is written by the writes of the others, never run on its own
     query = _megawatt("sql", "SELECT 1", env=env)
     assert query.returncode == 1
     assert "does not exist yet: run `megawatt run` to build it" in query.stderr
@@ -145,7 +147,7 @@ def test_a_range_on_an_empty_warehouse_first_runs_the_days_it_reads_back_to(tmp_
     assert run.returncode == 0, run.stderr[-3000:]
     assert (
         "fx_rates_daily: the days before 2024-04-01 that the range reads back to "
-        "(2024-03-25 to 2024-03-31) are not in the warehouse; running them first"
+        "(2024-03-25 to 2024-03-31) were never materialised; running them first"
     ) in run.stderr
     with Warehouse(tmp_path / "wh").reader() as con:
         fx_days = con.execute("SELECT min(date), max(date) FROM fx_rates_daily").fetchone()
@@ -182,3 +184,6 @@ def test_a_blocking_rule_fails_the_run_with_one_line_per_failed_step(tmp_path: P
         f"in {network} rows [3, 4]"
     ) in run.stderr
     assert "Margin per MWh" not in run.stdout  # no answer from a run that failed
+    (alert,) = (tmp_path / "dh" / "alerts.log").read_text().splitlines()
+    assert "RUN FAILED job=daily" in alert and "days=2024-03-21..2024-03-23" in alert
+    assert "| btc_network_daily: 2 blocking rule(s) of " in alert
