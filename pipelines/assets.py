@@ -16,7 +16,7 @@ import polars as pl
 
 from pipelines.contracts import Contract, Rule
 from pipelines.declarations import Infrastructure, Source
-from pipelines.errors import ContractViolation, DeclarationError
+from pipelines.errors import ContractViolation, DeclarationError, MegawattError
 from pipelines.lineage import column_lineage
 from pipelines.plots import PlotSpec, markdown_image, render_png
 from pipelines.sources import build_connector
@@ -184,6 +184,8 @@ def table_asset(
                 yield from check_results(violation.validation, violation.contract.quarantine,
                                          f"{rows_contract.table}_" if of_rows else "")  # fmt: skip
             raise dg.Failure(description=str(violation)) from None
+        except MegawattError as error:  # our own message, without a traceback
+            raise dg.Failure(description=str(error)) from None
         validation = report.validation
         # Of the table as a whole, not of a day: on the run's last day only (the asset's latest
         # materialisation), not copied into each of a backfill's days (a plot is ~100 KB).

@@ -135,7 +135,14 @@ class Warehouse:
                 elif isinstance(data, Scan):
                     con.execute(f"CREATE TEMP VIEW incoming AS {data}")
                 else:
-                    con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
+                    try:
+                        con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
+                    except duckdb.CatalogException as e:  # an input table was never built
+                        reason = str(e).splitlines()[0].removeprefix("Catalog Error: ")
+                        raise MegawattError(
+                            f"{contract.table}: its query cannot run: {reason} (build its "
+                            "inputs first: `megawatt run` builds every table)"
+                        ) from None
                 stored, stored_column = contract, partition_column
                 if rollup is None:
                     self._ensure_table(con, contract, rebuildable)

@@ -105,6 +105,12 @@ def test_a_range_outside_the_partitions_is_one_clear_line(tmp_path: Path):
         "megawatt: no table named btc_network_dayly, quarantine to run; the tables: "
         "ai_capacity_daily, asic_fleet, btc_network_daily, "
     )  # quarantine is written by the writes of the others, never run on its own
+    run = _megawatt("run", "--select", "site_power_price_hourly", env=env)  # no sites yet
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[0] == (
+        "FAILED site_power_price_hourly: its query cannot run: Table with name sites does not "
+        "exist! (build its inputs first: `megawatt run` builds every table)"
+    )
     query = _megawatt("sql", "SELECT 1", env=env)
     assert query.returncode == 1
     assert "does not exist yet: run `megawatt run` to build it" in query.stderr
