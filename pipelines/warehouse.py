@@ -137,7 +137,10 @@ class Warehouse:
                 else:
                     try:
                         con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
-                    except duckdb.CatalogException as e:  # an input table was never built
+                    except duckdb.CatalogException as e:
+                        if "Table with name" not in str(e):
+                            raise
+                        # an input table was never built (a run of some tables, or a new one)
                         reason = str(e).splitlines()[0].removeprefix("Catalog Error: ")
                         raise MegawattError(
                             f"{contract.table}: its query cannot run: {reason} (build its "
