@@ -117,22 +117,32 @@ def test_a_range_outside_the_partitions_is_one_clear_line(tmp_path: Path):
     assert "Traceback" not in query.stderr
 
 
-def test_a_quarantined_row_is_reported_and_the_answer_says_which_site_lacks_a_day(tmp_path: Path):
-    """Text in a number column is quarantined, not fatal: the run goes on, but says so with the
-    file, row, column, value and rule, and the answer names the site that lacks that day."""
+def _with_edited_sample(tmp_path: Path, table: str, edit) -> tuple[Path, dict]:
+    """A copy of the sample whose file for `table` went through `edit` (lines -> lines), with
+    declarations that read it: (the edited file, the environment of a run on it)."""
     data, assets = tmp_path / "data", tmp_path / "assets"
     shutil.copytree(PROJECT_DIR / "pipelines" / "sample_data", data)
     shutil.copytree(PROJECT_DIR / "assets", assets)
-    bad = data / "mining_output_daily.csv"
-    lines = bad.read_text().splitlines()
-    assert lines[6].startswith("2024-03-22,no-narvik,")  # file row 7
-    lines[6] = lines[6].replace(",97.23,", ",abc,")
-    bad.write_text("\n".join(lines) + "\n")
+    edited = data / f"{table}.csv"
+    edited.write_text("\n".join(edit(edited.read_text().splitlines())) + "\n")
     sources = yaml.safe_load((assets / "sources.yaml").read_text())
-    sources["sources"]["mining_output_daily"]["connectors"] = {"sample": {"data_dir": str(data)}}
+    sources["sources"][table]["connectors"] = {"sample": {"data_dir": str(data)}}
     (assets / "sources.yaml").write_text(yaml.safe_dump(sources))
     env = {"MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"), "DAGSTER_HOME": str(tmp_path / "dh"),
            "MEGAWATT_ASSETS_DIR": str(assets)}  # fmt: skip
+    return edited, env
+
+
+def test_a_quarantined_row_is_reported_and_the_answer_says_which_site_lacks_a_day(tmp_path: Path):
+    """Text in a number column is quarantined, not fatal: the run goes on, but says so with the
+    file, row, column, value and rule, and the answer names the site that lacks that day."""
+
+    def text_in_a_number(lines: list[str]) -> list[str]:
+        assert lines[6].startswith("2024-03-22,no-narvik,")  # file row 7
+        lines[6] = lines[6].replace(",97.23,", ",abc,")
+        return lines
+
+    bad, env = _with_edited_sample(tmp_path, "mining_output_daily", text_in_a_number)
 
     run = _megawatt("run", "--start", "2024-03-21", "--end", "2024-03-22", env=env)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -165,18 +175,10 @@ def test_a_range_on_an_empty_warehouse_first_runs_the_days_it_reads_back_to(tmp_
 
 
 def test_a_blocking_rule_fails_the_run_with_one_line_per_failed_step(tmp_path: Path):
-    data, assets = tmp_path / "data", tmp_path / "assets"
-    shutil.copytree(PROJECT_DIR / "pipelines" / "sample_data", data)
-    shutil.copytree(PROJECT_DIR / "assets", assets)
-    network = data / "btc_network_daily.csv"
-    lines = network.read_text().splitlines()
-    lines.insert(3, lines[2])  # the day of file row 3, twice
-    network.write_text("\n".join(lines) + "\n")
-    sources = yaml.safe_load((assets / "sources.yaml").read_text())
-    sources["sources"]["btc_network_daily"]["connectors"] = {"sample": {"data_dir": str(data)}}
-    (assets / "sources.yaml").write_text(yaml.safe_dump(sources))
-    env = {"MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"), "DAGSTER_HOME": str(tmp_path / "dh"),
-           "MEGAWATT_ASSETS_DIR": str(assets)}  # fmt: skip
+    def a_day_twice(lines: list[str]) -> list[str]:
+        return [*lines[:3], lines[2], *lines[3:]]  # the day of file row 3, again as row 4
+
+    network, env = _with_edited_sample(tmp_path, "btc_network_daily", a_day_twice)
 
     run = _megawatt("run", "--start", "2024-03-21", "--end", "2024-03-23", env=env)
     assert run.returncode == 1
