@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 import requests
 
+from pipelines.settings import DAGSTER_HOME
+
 
 def failure_message(event: dg.DagsterEvent) -> str:
     """What went wrong in a failed step, after the step's name: our own message (which names
@@ -23,6 +25,10 @@ def failure_message(event: dg.DagsterEvent) -> str:
         message = error.message.strip()
     named = message.startswith(f"{event.step_key}:")
     return message if named else f"{event.step_key}: {message}"
+
+
+WEBHOOK_VARIABLE = "MEGAWATT_ALERT_WEBHOOK"  # a URL that gets each alert line
+ALERT_LOG = DAGSTER_HOME / "alerts.log"
 
 
 class AlertResource(dg.ConfigurableResource):

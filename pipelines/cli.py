@@ -20,7 +20,13 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from pipelines.alerts import AlertResource, alert_line, failure_message
+from pipelines.alerts import (
+    ALERT_LOG,
+    WEBHOOK_VARIABLE,
+    AlertResource,
+    alert_line,
+    failure_message,
+)
 from pipelines.errors import MegawattError
 from pipelines.settings import ASSETS_DIR, DAGSTER_HOME, PROJECT_DIR, WAREHOUSE_DIR
 
@@ -48,10 +54,6 @@ def run(
     """
     prepare_dagster_home()
     import dagster as dg
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
     from tqdm import tqdm
 
     from pipelines.definitions import DAILY_JOB, defs
@@ -77,29 +79,6 @@ def run(
     chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
     selection = [dg.AssetKey(t) for t in tables] if tables else None
 
-    def execute(chunk: list[str], assets: list | None) -> bool:
-        """One run of `assets` (None: all) for the days of `chunk`; its failures printed."""
-        result = job.execute_in_process(
-            instance=instance,
-            tags={ASSET_PARTITION_RANGE_START_TAG: chunk[0],
-                  ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
-                  HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())},
-            # failures are printed below, one line each; the full logs are in the history
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            asset_selection=assets,
-            raise_on_error=False,
-        )  # fmt: skip
-        for check in result.get_asset_check_evaluations():
-            if not check.passed and check.severity == dg.AssetCheckSeverity.WARN:
-                # a warning, or rows quarantined: the run went on
-                print(f"warning: {check_line(check)}", file=sys.stderr)
-        failures = [event for event in result.all_events if event.is_step_failure]
-        for event in failures:
-            print(f"FAILED {failure_message(event)}", file=sys.stderr)
-        if not result.success:  # the alert sensor does not see in-process runs: tell it here
-            send_alert(alert_line(result.dagster_run, failures))
-        return result.success
-
     skipped = 0
     with dg.DagsterInstance.get() as instance:
         release_interrupted_runs(instance)
@@ -114,7 +93,8 @@ def run(
             # with what they are built from, should one of them be a derived table
             upstream = dg.AssetSelection.assets(*read_back).upstream().resolve(graph)
             runnable_upstream = sorted(upstream & graph.materializable_asset_keys)
-            if not execute(days[days.index(first) : days.index(last) + 1], runnable_upstream):
+            read_range = days[days.index(first) : days.index(last) + 1]
+            if not execute(job, instance, read_range, runnable_upstream):
                 return False
         done = completed_days(instance, graph, selection) if chunk_days else set()
         progress = tqdm(
@@ -126,7 +106,7 @@ def run(
                 progress.update(len(chunk))
                 skipped += len(chunk)
                 continue
-            if not execute(chunk, selection):
+            if not execute(job, instance, chunk, selection):
                 progress.close()
                 return False
             progress.update(len(chunk))
@@ -140,9 +120,39 @@ def run(
     return True
 
 
+def execute(job, instance, chunk: list[str], assets: list | None) -> bool:
+    """One run of `assets` (None: all) for the days of `chunk`; warnings and failures printed."""
+    import dagster as dg
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    result = job.execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: chunk[0],
+              ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
+              HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())},
+        # failures are printed below, one line each; the full logs are in the history
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        asset_selection=assets,
+        raise_on_error=False,
+    )  # fmt: skip
+    for check in result.get_asset_check_evaluations():
+        if not check.passed and check.severity == dg.AssetCheckSeverity.WARN:
+            # a warning, or rows quarantined: the run went on
+            print(f"warning: {check_line(check)}", file=sys.stderr)
+    failures = [event for event in result.all_events if event.is_step_failure]
+    for event in failures:
+        print(f"FAILED {failure_message(event)}", file=sys.stderr)
+    if not result.success:  # the alert sensor does not see in-process runs: tell it here
+        send_alert(alert_line(result.dagster_run, failures))
+    return result.success
+
+
 def missing_lookback_days(instance, graph, selection, start: date, days: list[str]) -> dict:
     """Per upstream asset, the days before `start` that a selected asset reads back to
-    (a `lookback_days` dependency) and no run has materialised: {asset key: [day, ...]}."""
+    (a `lookback_days` dependency) and no run has materialised: {asset key: {day, ...}}."""
     import dagster as dg
 
     first = days.index(start.isoformat())
@@ -157,19 +167,15 @@ def missing_lookback_days(instance, graph, selection, start: date, days: list[st
             ):
                 continue
             before = days[max(0, first + mapping.start_offset) : first]
-            absent = sorted(set(before) - instance.get_materialized_partitions(parent))
+            absent = set(before) - instance.get_materialized_partitions(parent)
             if absent:
-                missing[parent] = sorted(set(missing.get(parent, [])) | set(absent))
+                missing.setdefault(parent, set()).update(absent)
     return missing
 
 
 def send_alert(line: str) -> None:
     """The alert line of a failed run, as the UI's runs get it from the run-failure sensor."""
-    from pipelines.definitions import WEBHOOK_VARIABLE
-
-    alerts = AlertResource(
-        log_path=str(DAGSTER_HOME / "alerts.log"), webhook_url=os.environ.get(WEBHOOK_VARIABLE)
-    )
+    alerts = AlertResource(log_path=str(ALERT_LOG), webhook_url=os.environ.get(WEBHOOK_VARIABLE))
     try:
         alerts.send(line)
     except OSError as e:  # the failures are printed above either way

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.alerts import AlertResource, alert_on_run_failure
+from pipelines.alerts import ALERT_LOG, WEBHOOK_VARIABLE, AlertResource, alert_on_run_failure
 from pipelines.assets import (
     WarehouseResource,
     quarantine_asset,
@@ -22,7 +22,7 @@ from pipelines.contracts import load_contracts
 from pipelines.declarations import load_infrastructure, load_settings, load_sources
 from pipelines.errors import DeclarationError
 from pipelines.sensors import drop_sensor
-from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, DAGSTER_HOME, WAREHOUSE_DIR
+from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, WAREHOUSE_DIR
 from pipelines.sources.file_drop import FileDropSettings
 from pipelines.sql_assets import (
     SqlAssetSpec,
@@ -34,7 +34,6 @@ from pipelines.sql_assets import (
 from pipelines.warehouse import QUARANTINE_TABLE, Rollup
 
 DAILY_JOB = "daily"
-WEBHOOK_VARIABLE = "MEGAWATT_ALERT_WEBHOOK"
 
 # Single-run backfills (one run for a range of days) are what make backfills fast here.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -157,7 +156,7 @@ def build_definitions(
                 directory=str(warehouse_dir), memory_limit=settings.warehouse.memory_limit
             ),
             "alerts": AlertResource(
-                log_path=str(DAGSTER_HOME / "alerts.log"),
+                log_path=str(ALERT_LOG),
                 # an EnvVar keeps the URL (a secret) out of the UI's resource config
                 webhook_url=dg.EnvVar(WEBHOOK_VARIABLE) if WEBHOOK_VARIABLE in os.environ else None,
             ),
