@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.validation import Window
+from pipelines.batch import Window
 
 SITES = 40_000  # keys must be unique per (date, site_id): rows / SITES days
 

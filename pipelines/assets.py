@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from pipelines.batch import Window
 from pipelines.contracts import Contract, Rule
 from pipelines.declarations import Infrastructure, Source
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError
@@ -21,9 +22,10 @@ from pipelines.lineage import column_lineage
 from pipelines.plots import PlotSpec, markdown_image, render_png
 from pipelines.sources import build_connector
 from pipelines.sql_assets import SqlAssetSpec
-from pipelines.validation import Validation, Window, combine
-from pipelines.warehouse import Rollup, Warehouse
+from pipelines.validation import Validation, combine
+from pipelines.warehouse import Rollup, Warehouse, warehouse_of
 
+REBUILD_TAG = "megawatt/rebuild"  # tables a run makes anew (a change of shape that drops history)
 WRITER_POOL = "warehouse_writer"  # one writer at a time: DuckDB allows one writing process
 # Dagster's eager condition without its latest-day limit: a late correction to an old day
 # rebuilds that day downstream too.
@@ -35,14 +37,17 @@ WITHIN_PARTITION = Rule("within_partition", "rows lie within the partition's day
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse folder (setting MEGAWATT_WAREHOUSE_DIR) and the writer's memory limit
-    (assets/settings.yaml warehouse)."""
+    """The warehouse: its folder (setting MEGAWATT_WAREHOUSE_DIR), its DuckLake catalog and data
+    path when not the embedded ones in that folder, and the writer's memory limit (all from
+    assets/settings.yaml warehouse)."""
 
     directory: str
     memory_limit: str | None = None
+    catalog: str | None = None  # sqlite:<file> or postgres:<libpq connection string>
+    data_path: str | None = None  # a folder, or s3://bucket/prefix/
 
     def get(self) -> Warehouse:
-        return Warehouse(self.directory, memory_limit=self.memory_limit)
+        return warehouse_of(self.directory, self.catalog, self.data_path, self.memory_limit)
 
 
 def check_results(validation: Validation, quarantined: bool, prefix: str = ""):
@@ -106,7 +111,6 @@ def table_asset(
     partitions_def: dg.PartitionsDefinition | None,
     partition_column: str | None,
     compute: Compute,
-    rebuildable: bool,
     owner: str,
     metadata: dict | None = None,
     automation_condition: dg.AutomationCondition | None = None,
@@ -162,6 +166,7 @@ def table_asset(
         if partitions_def is not None:
             time_window = context.partition_time_window
             window = Window(time_window.start.date(), time_window.end.date())
+        rebuild = contract.table in context.run.tags.get(REBUILD_TAG, "").split(",")
         try:
             if rollup is None:
                 data, origin, params = compute(window)
@@ -172,12 +177,14 @@ def table_asset(
                     window=window,
                     partition_column=partition_column,
                     params=params,
-                    rebuildable=rebuildable,
+                    run_id=context.run_id,
+                    rebuild=rebuild,
                 )
                 checked = list(check_results(report.validation, contract.quarantine))
             else:
                 report, checked = _write_daily(warehouse.get(), rows_contract, rollup, window,
-                                               partition_column, compute)  # fmt: skip
+                                               partition_column, compute, context.run_id,
+                                               rebuild)  # fmt: skip
         except ContractViolation as violation:
             if violation.validation is not None:  # show which rules failed, then fail the step
                 of_rows = rollup is not None and violation.contract.table == rows_contract.table
@@ -197,7 +204,7 @@ def table_asset(
         if lineage_of is not None:
             of_table["dagster/column_lineage"] = lineage_of()
         if plot is not None:
-            with warehouse.get().reader() as con:
+            with warehouse.get().latest() as con:
                 of_table["plot"] = dg.MetadataValue.md(
                     markdown_image(render_png(con, contract.table, plot), plot.title)
                 )
@@ -221,16 +228,17 @@ def table_asset(
 
 
 def _write_daily(warehouse: Warehouse, rows_contract: Contract, rollup: Rollup, window: Window,
-                 partition_column: str, compute: Compute):  # fmt: skip
+                 partition_column: str, compute: Compute, run_id: str, rebuild: bool):  # fmt: skip
     """Write a rolled-up source `rollup.days_per_write` days per transaction, so that a backfill
     holds that many days in memory; returns the last write's report (with the rows written by all)
-    and the check results of all the days."""
+    and the check results of all the days. A rebuild makes the table anew in the first write."""
     reports = []
-    for day in window.chunks(rollup.days_per_write):
+    for number, day in enumerate(window.chunks(rollup.days_per_write)):
         data, origin, params = compute(day)
         reports.append(
             warehouse.write(rows_contract, data, origin=origin, window=day,
-                            partition_column=partition_column, params=params, rollup=rollup)
+                            partition_column=partition_column, params=params, rollup=rollup,
+                            run_id=run_id, rebuild=rebuild and number == 0)
         )  # fmt: skip
     rows = combine([r.validation for r in reports])
     stored = combine([r.rollup_validation for r in reports])
@@ -274,7 +282,6 @@ def reference_assets(
             partitions_def=None,
             partition_column=None,
             compute=lambda _w, name=name: (tables[name], origins[name], {}),
-            rebuildable=True,
             owner=owner,
         )
         for name, deps in order.items()
@@ -314,7 +321,6 @@ def source_asset(
         partitions_def=partitions_def,
         partition_column=source.partition_column,
         compute=compute,
-        rebuildable=False,
         owner=source.owner or owner,
         metadata={"connectors": ", ".join(connectors)}
         | ({"rollup": dg.MetadataValue.md(f"```sql\n{rollup.query}\n```")} if rollup else {}),
@@ -336,8 +342,10 @@ def view_asset(spec: SqlAssetSpec, owner: str, eager: bool) -> dg.AssetsDefiniti
         automation_condition=dg.AutomationCondition.eager() if eager else None,
         metadata={"sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```")},
     )
-    def _view(warehouse: WarehouseResource) -> dg.MaterializeResult:
-        columns = warehouse.get().create_view(spec.table, spec.query, spec.header.description)
+    def _view(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        columns = warehouse.get().create_view(
+            spec.table, spec.query, spec.header.description, context.run_id
+        )
         schema = dg.TableSchema(
             columns=[dg.TableColumn(name, str(type_)) for name, type_, *_ in columns]
         )
@@ -390,7 +398,6 @@ def sql_asset(
         partitions_def=partitions_def if partitioned else None,
         partition_column=spec.header.partition_column,
         compute=compute,
-        rebuildable=True,
         owner=spec.header.owner or owner,
         automation_condition=EAGER_ANY_DAY if eager else None,
         plot=spec.header.plot,

@@ -2,11 +2,14 @@
 
 megawatt run [--start D --end D]   materialise every table for a range of UTC days (default:
              [--select TABLE ...]  the embedded sample period) and print the answer; --select
-                                   runs only those tables, e.g. to backfill one source
+             [--rebuild TABLE ...] runs only those tables, e.g. to backfill one source;
+                                   --rebuild makes tables anew after a change of their shape
 megawatt backfill --start D --end D
                  [--chunk-days N]  the same in runs of N days (default 30), with a progress bar;
                                    run it again after an interruption and it resumes
-megawatt sql "SELECT ..."          query the published warehouse (never blocked by a run)
+megawatt sql "SELECT ..."          query the published warehouse (never blocked by a run);
+             [--as-of RUN_OR_TIME] as published by an earlier run or at an earlier time
+megawatt migrate                   move an old warehouse/pipeline.duckdb into the lake
 megawatt ui                        start the Dagster UI on this project (dagster dev)
 """
 
@@ -45,12 +48,18 @@ def prepare_dagster_home() -> Path:
 
 
 def run(
-    start: date, end: date, tables: list[str] | None = None, chunk_days: int | None = None
+    start: date,
+    end: date,
+    tables: list[str] | None = None,
+    chunk_days: int | None = None,
+    rebuild: list[str] | None = None,
 ) -> bool:
     """Materialise every table (or `tables`) for UTC days [start, end], recorded in DAGSTER_HOME.
 
     One run for the whole range; or, with `chunk_days`, a backfill: one run per chunk of days,
-    with a progress bar, skipping chunks that earlier runs completed (so it resumes).
+    with a progress bar, skipping chunks that earlier runs completed (so it resumes). Tables in
+    `rebuild` are made anew from their contracts (a change of shape that drops their history):
+    the run then covers every declared day.
     """
     prepare_dagster_home()
     import dagster as dg
@@ -69,10 +78,15 @@ def run(
         raise MegawattError(f"cannot run UTC days {start} to {end}: start is after end")
     graph = defs.resolve_asset_graph()
     runnable = {key.to_user_string() for key in graph.materializable_asset_keys}
-    unknown = sorted(set(tables or []) - runnable)
+    unknown = sorted(set((tables or []) + (rebuild or [])) - runnable)
     if unknown:
         raise MegawattError(
             f"no table named {', '.join(unknown)} to run; the tables: {', '.join(sorted(runnable))}"
+        )
+    if rebuild and (start.isoformat() != days[0] or end.isoformat() != days[-1]):
+        raise MegawattError(
+            f"--rebuild {' '.join(rebuild)} makes the table(s) anew: it runs every declared day, "
+            f"{days[0]} to {days[-1]} (give no --start and --end, or those)"
         )
     wanted = days[days.index(start.isoformat()) : days.index(end.isoformat()) + 1]
     size = chunk_days or len(wanted)
@@ -106,7 +120,7 @@ def run(
                 progress.update(len(chunk))
                 skipped += len(chunk)
                 continue
-            if not execute(job, instance, chunk, selection):
+            if not execute(job, instance, chunk, selection, rebuild):
                 progress.close()
                 return False
             progress.update(len(chunk))
@@ -120,19 +134,24 @@ def run(
     return True
 
 
-def execute(job, instance, chunk: list[str], assets: list | None) -> bool:
-    """One run of `assets` (None: all) for the days of `chunk`; warnings and failures printed."""
+def execute(job, instance, chunk: list[str], assets: list | None, rebuild=None) -> bool:
+    """One run of `assets` (None: all) for the days of `chunk`; warnings and failures printed;
+    its last snapshot published for readers."""
     import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
+    from pipelines.assets import REBUILD_TAG
+
+    tags = {ASSET_PARTITION_RANGE_START_TAG: chunk[0], ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
+            HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}  # fmt: skip
+    if rebuild:
+        tags[REBUILD_TAG] = ",".join(rebuild)
     result = job.execute_in_process(
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: chunk[0],
-              ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
-              HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())},
+        tags=tags,
         # failures are printed below, one line each; the full logs are in the history
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         asset_selection=assets,
@@ -147,6 +166,11 @@ def execute(job, instance, chunk: list[str], assets: list | None) -> bool:
         print(f"FAILED {failure_message(event)}", file=sys.stderr)
     if not result.success:  # the alert sensor does not see in-process runs: tell it here
         send_alert(alert_line(result.dagster_run, failures))
+    try:  # what readers see next: the run's tables, the failed ones as they were
+        open_warehouse().publish(result.run_id)
+    except MegawattError as e:
+        print(f"FAILED {e}", file=sys.stderr)
+        return False
     return result.success
 
 
@@ -247,11 +271,19 @@ ORDER BY scenario, site_id
 """
 
 
+def open_warehouse():
+    """The warehouse as assets/settings.yaml declares it, in MEGAWATT_WAREHOUSE_DIR."""
+    from pipelines.declarations import load_settings
+    from pipelines.warehouse import warehouse_of
+
+    declared = load_settings(ASSETS_DIR).warehouse
+    return warehouse_of(WAREHOUSE_DIR, declared.catalog, declared.data_path,
+                        declared.memory_limit)  # fmt: skip
+
+
 def print_summary(start: date, end: date) -> None:
     """Per scenario and site: mean margin per MWh of mining and AI, and which is better."""
-    from pipelines.warehouse import Warehouse
-
-    with Warehouse(WAREHOUSE_DIR).reader() as con:
+    with open_warehouse().reader() as con:
         rows = con.execute(SUMMARY_SQL, {"start": start, "end": end}).fetchall()
         sites = [s for (s,) in con.execute("SELECT site_id FROM sites ORDER BY 1").fetchall()]
     print(f"\nMargin per MWh, mean of UTC days {start} to {end}, USD (net = after depreciation):")
@@ -275,7 +307,8 @@ def print_summary(start: date, end: date) -> None:
     print("* no GPUs at the site: AI valued at the reference GPU, market price and utilisation")
     for site, days in short.items():
         print(f"! {site}: {days} of {period_days} days (a missing day is not in its means)")
-    print(f"\nWarehouse for SQL (read-only, any time): {WAREHOUSE_DIR / 'megawatt.duckdb'}")
+    print(f"\nSQL on the published warehouse: megawatt sql \"...\", or the duckdb CLI: "
+          f"duckdb -init {WAREHOUSE_DIR / 'attach.sql'}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument(
         "--select", nargs="+", metavar="TABLE", help="only these tables (e.g. one source)"
     )
+    run_parser.add_argument(
+        "--rebuild",
+        nargs="+",
+        metavar="TABLE",
+        help="make these tables anew from their contracts, for every declared day (a change of "
+        "shape that cannot keep their stored rows)",
+    )
     backfill_parser = commands.add_parser(
         "backfill", help="materialise a range of days in chunks, resuming where it stopped"
     )
@@ -298,6 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     backfill_parser.add_argument("--select", nargs="+", metavar="TABLE", help="only these tables")
     sql_parser = commands.add_parser("sql", help="query the published warehouse")
     sql_parser.add_argument("query")
+    sql_parser.add_argument(
+        "--as-of",
+        metavar="RUN_OR_TIME",
+        help="the warehouse as published by that run (its id, or the first 8 characters), or "
+        "at that UTC time (2024-05-02, 2024-05-02T06:30)",
+    )
+    commands.add_parser(
+        "migrate", help="move the tables of an old warehouse/pipeline.duckdb into the lake"
+    )
     commands.add_parser("ui", help="start the Dagster UI (dagster dev)")
     args = parser.parse_args(argv)
 
@@ -307,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         period = load_settings(ASSETS_DIR).sample_period
         start = args.start or period.start_date
         end = args.end or period.end_date
-        if not run(start, end, args.select):
+        if args.rebuild and not (args.start or args.end):
+            declared = load_settings(ASSETS_DIR).partitions
+            start, end = declared.start_date, declared.end_date or date.today()
+        if not run(start, end, args.select, rebuild=args.rebuild):
             return 1
         if args.select:
             print(f"materialised {', '.join(args.select)} for UTC days {start} to {end}")
@@ -319,13 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sql":
         import duckdb
 
-        from pipelines.warehouse import Warehouse
-
-        with Warehouse(WAREHOUSE_DIR).reader() as con:
+        with open_warehouse().reader(args.as_of) as con:
             try:
                 con.sql(args.query).show(max_rows=100, max_width=200)
             except duckdb.Error as e:
                 raise MegawattError(str(e)) from None
+        return 0
+    if args.command == "migrate":
+        moved = open_warehouse().migrate_legacy()
+        print(f"moved {len(moved)} table(s) into the lake: {', '.join(moved)}")
         return 0
     if args.command == "ui":
         prepare_dagster_home()

@@ -137,6 +137,13 @@ class Automation(Strict):
 class WarehouseSettings(Strict):
     # DuckDB's memory limit for the writer, e.g. "1GB"; past it, DuckDB spills to disk
     memory_limit: str = Field(pattern=r"(?i)^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    # the DuckLake catalog (sqlite:<file>, postgres:<libpq string>) and data path (a folder or
+    # s3://bucket/prefix/); relative files and folders lie in the warehouse folder
+    catalog: str = Field(default="sqlite:catalog.sqlite", pattern=r"^(sqlite|postgres):.+")
+    data_path: str = "data/"
+    # upkeep keeps the snapshots of this many days (time travel, `megawatt sql --as-of`)
+    snapshot_retention_days: int = Field(default=30, ge=1)
+    upkeep_cron: str = "0 3 * * 0"  # weekly, Sunday 03:00 UTC
 
 
 class Settings(Strict):

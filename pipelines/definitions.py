@@ -31,6 +31,7 @@ from pipelines.sql_assets import (
     load_views,
     parse_sql_asset,
 )
+from pipelines.upkeep import publish_failed, publish_succeeded, upkeep_job, upkeep_schedule
 from pipelines.warehouse import QUARANTINE_TABLE, Rollup
 
 DAILY_JOB = "daily"
@@ -144,16 +145,26 @@ def build_definitions(
         selection=dg.AssetSelection.all(),
         description="Every table for a range of UTC days: sources, then derived tables.",
     )
+    lake_upkeep = upkeep_job(settings.warehouse.snapshot_retention_days)
     return dg.Definitions(
         assets=assets,
-        jobs=[daily_job],
+        jobs=[daily_job, lake_upkeep],
         schedules=[
-            daily_schedule(daily_job, daily, settings.schedule.cron, settings.schedule.timezone)
+            daily_schedule(daily_job, daily, settings.schedule.cron, settings.schedule.timezone),
+            upkeep_schedule(lake_upkeep, settings.warehouse.upkeep_cron),
         ],
-        sensors=[alert_on_run_failure, *drop_sensors(sources, daily)],
+        sensors=[
+            alert_on_run_failure,
+            publish_succeeded,
+            publish_failed,
+            *drop_sensors(sources, daily),
+        ],
         resources={
             "warehouse": WarehouseResource(
-                directory=str(warehouse_dir), memory_limit=settings.warehouse.memory_limit
+                directory=str(warehouse_dir),
+                memory_limit=settings.warehouse.memory_limit,
+                catalog=settings.warehouse.catalog,
+                data_path=settings.warehouse.data_path,
             ),
             "alerts": AlertResource(
                 log_path=str(ALERT_LOG),

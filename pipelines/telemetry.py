@@ -21,8 +21,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
-from pipelines.validation import Window
-from pipelines.warehouse import Scan
+from pipelines.batch import Scan, Window
 
 SLOTS_PER_DAY = 144  # one row per machine every 10 minutes
 AGEING_FROM = date(2024, 1, 1)  # the day the ageing machines start drifting

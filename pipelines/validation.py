@@ -15,31 +15,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 
 import duckdb
 
+from pipelines.batch import Window
 from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Contract, Rule, quote, utc_day
 from pipelines.expectations import failing_rules
 
 LINEAGE_COLUMNS = ("_source", "_row")  # where each incoming row came from, for error messages
 SAMPLE_ROWS = 5
-
-
-@dataclass(frozen=True)
-class Window:
-    """A range of UTC days, end exclusive."""
-
-    start: date
-    end: date
-
-    def chunks(self, days: int) -> list[Window]:
-        """The window cut into windows of `days` days (the last may be shorter)."""
-        return [
-            Window(self.start + timedelta(days=i),
-                   min(self.end, self.start + timedelta(days=i + days)))
-            for i in range(0, (self.end - self.start).days, days)
-        ]  # fmt: skip
 
 
 @dataclass(frozen=True)

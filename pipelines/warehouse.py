@@ -1,45 +1,52 @@
-"""The DuckDB warehouse: one writer, atomic table writes, and a published copy for readers.
+"""The warehouse: a DuckLake whose every write is one transaction, and whose readers see whole runs.
 
-DuckDB lets one process hold a database file for writing, and no other process may open it
-meanwhile, not even read-only. So the pipeline writes `pipeline.duckdb`, which only it opens, and
-after every committed write publishes a copy, `megawatt.duckdb`, by atomic rename. Readers open the
-published file read-only: they never wait on a run, and a reader that has it open keeps a consistent
-snapshot (the rename gives new readers a new file; the old one lives on until they close it).
+Every write is one DuckLake transaction: make the table match its contract, stage and validate the
+batch, quarantine, replace the window, commit. A failure rolls it all back. Each commit is a
+snapshot, tagged with the run that made it.
 
-Every write is one transaction: create the table from its contract if needed, stage and validate
-the batch, delete the partition's window, insert. A failure anywhere rolls it all back.
+Readers read the *published* snapshot: a run that ends records its last snapshot as published
+(`megawatt.published`), and readers attach the lake read-only at that snapshot. They never see a
+half-finished run, tables of two runs are never mixed, and a reader keeps its snapshot for as
+long as it stays connected. `as_of` reads what was published at an earlier time or by an earlier
+run. Snapshots that nobody published (a session opened by hand that wrote) stop the next publish.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
+import logging
 import os
-import shutil
-import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from pipelines.contracts import Contract, parse_contract, utc_day
+from pipelines.batch import Scan, Window
+from pipelines.contracts import Column, Contract, parse_contract, utc_day
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError
+from pipelines.lake import LAKE, S3, Lake, extension_path
 from pipelines.settings import CONTRACTS_DIR
-from pipelines.validation import Validation, Window, fetch_dicts, quote, validate
-
-PIPELINE_FILE = "pipeline.duckdb"
-PUBLISHED_FILE = "megawatt.duckdb"
-
+from pipelines.validation import Validation, fetch_dicts, quote, validate
 
 QUARANTINE_TABLE = "quarantine"
 PREVIEW_ROWS = 5
+AUTHOR = "megawatt"  # the author of every snapshot the pipeline commits
+META = "megawatt"  # the lake's schema of the pipeline's own bookkeeping
+ATTACH_SCRIPT = "attach.sql"  # for the duckdb CLI and BI tools: the published snapshot
+LEGACY_FILE = "pipeline.duckdb"  # the warehouse before DuckLake
+EMBEDDED_CATALOG = "sqlite:catalog.sqlite"  # in the warehouse folder, like the data
+EMBEDDED_DATA = "data/"
+CONFLICT_RETRIES = 3
+# type changes that keep every stored value (DuckLake allows only widening promotions)
+WIDENINGS = {("INTEGER", "BIGINT"), ("INTEGER", "DOUBLE"), ("BIGINT", "DOUBLE")}
 
-
-class Scan(str):
-    """A query that reads files where they lie (Parquet, CSV): validated by each rule reading it
-    again, instead of copied into the warehouse first. Other queries are run once, into a table."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,50 +69,68 @@ class WriteReport:
     validation: Validation
     preview: list[dict]  # the last rows written, for the UI
     rollup_validation: Validation | None = None
+    snapshot: int | None = None  # the snapshot the write committed
+    retries: int = 0  # commits that conflicted with another writer's and were redone
+
+
+@dataclass(frozen=True)
+class Published:
+    snapshot: int
+    run_id: str
+    published_at: datetime
 
 
 class Warehouse:
-    """The pipeline's warehouse in `directory`."""
+    """The pipeline's warehouse: by default a SQLite catalog and Parquet files in `directory`."""
 
     def __init__(
         self,
         directory: Path | str,
         contracts_dir: Path = CONTRACTS_DIR,
         memory_limit: str | None = None,
+        lake: Lake | None = None,
     ):
-        self.directory = Path(directory)
+        self.directory = Path(directory).resolve()
         self.contracts_dir = contracts_dir
         self.memory_limit = memory_limit  # the writer's; None: DuckDB's default (80% of RAM)
-        self.pipeline_path = self.directory / PIPELINE_FILE
-        self.published_path = self.directory / PUBLISHED_FILE
+        self.lake = lake or lake_in(self.directory)
 
     # -- writing -------------------------------------------------------------------------------
     @contextmanager
-    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The one read-write connection; serialised across processes; publishes on success."""
+    def transaction(self, message: str, run_id: str | None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One DuckLake transaction, committed as a snapshot tagged with `run_id`, or rolled back.
+
+        An embedded (SQLite) catalog takes one committing writer at a time, so local writers
+        queue on a file lock; a PostgreSQL catalog takes writers in parallel (optimistic)."""
+        self._refuse_legacy()
+        with self._write_lock():
+            con = _writer_connection(self.lake, self.memory_limit).cursor()
+            try:
+                con.execute(f"USE {LAKE}")
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                    con.execute(
+                        f"CALL {LAKE}.set_commit_message(?, ?, extra_info => ?)",
+                        [AUTHOR, message, json.dumps({"run_id": run_id})],
+                    )
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.close()
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        if not self.lake.embedded:
+            yield
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / ".write.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # waits for any other writer, in any process
-            config = {"memory_limit": self.memory_limit} if self.memory_limit else {}
-            con = duckdb.connect(str(self.pipeline_path), config=config)
-            try:
-                con.execute("SET TimeZone = 'UTC'")
-                yield con
-                con.execute("CHECKPOINT")
-            finally:
-                con.close()
-            self._publish()
-
-    def _publish(self) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".publish-", suffix=".duckdb")
-        os.close(fd)
-        try:
-            shutil.copyfile(self.pipeline_path, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; readers may be other users
-            os.replace(tmp, self.published_path)  # atomic: readers see the old or the new file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            yield
 
     def write(
         self,
@@ -116,7 +141,8 @@ class Warehouse:
         window: Window | None = None,
         partition_column: str | None = None,
         params: dict | None = None,
-        rebuildable: bool = True,
+        run_id: str | None = None,
+        rebuild: bool = False,
         rollup: Rollup | None = None,
     ) -> WriteReport:
         """Replace `window` of `contract.table` (the whole table when None) with `data`.
@@ -125,49 +151,65 @@ class Warehouse:
         they lie); `origin` names where it came from in error messages. Raises ContractViolation,
         leaving every table as it was, when a blocking rule fails; rows breaking row-level rules
         are quarantined instead when the contract allows it. With `rollup`, the valid rows are not
-        stored themselves: their rollup is, validated against its own contract.
+        stored themselves: their rollup is, validated against its own contract. `rebuild` lets a
+        change of the table's shape that cannot keep its history drop what is stored: only for a
+        write of every partition. A write outside a run (`run_id` None) is published at once.
         """
-        with self.writer() as con:
-            con.execute("BEGIN TRANSACTION")
+        for attempt in range(CONFLICT_RETRIES + 1):
             try:
-                if isinstance(data, pl.DataFrame):
-                    con.register("incoming", data.to_arrow())
-                elif isinstance(data, Scan):
-                    con.execute(f"CREATE TEMP VIEW incoming AS {data}")
-                else:
-                    try:
-                        con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
-                    except duckdb.CatalogException as e:
-                        if "Table with name" not in str(e):
-                            raise
-                        # an input table was never built (a run of some tables, or a new one)
-                        reason = str(e).splitlines()[0].removeprefix("Catalog Error: ")
-                        raise MegawattError(
-                            f"{contract.table}: its query cannot run: {reason} (build its "
-                            "inputs first: `megawatt run` builds every table)"
-                        ) from None
-                stored, stored_column = contract, partition_column
-                if rollup is None:
-                    self._ensure_table(con, contract, rebuildable)
-                validation = self._validate(con, contract, "incoming", origin, window,
-                                            partition_column)  # fmt: skip
-                validation.rows_quarantined = self._quarantine(
-                    con, contract, window, partition_column, validation.kept_out
+                report = self._write(contract, data, origin, window, partition_column, params,
+                                     run_id, rebuild, rollup)  # fmt: skip
+                break
+            except duckdb.TransactionException as e:
+                if "conflict" not in str(e).lower() or attempt == CONFLICT_RETRIES:
+                    raise
+                log.warning(
+                    f"{contract.table}: the commit conflicted with another writer's (try "
+                    f"{attempt + 1} of {CONFLICT_RETRIES + 1}); writing again"
                 )
-                rollup_validation = None
-                if rollup is not None:
-                    stored, stored_column = rollup.contract, rollup.partition_column
-                    self._ensure_table(con, stored, rebuildable=True)
-                    con.execute(f"CREATE TEMP TABLE rolled AS {rollup.query}")
-                    rollup_validation = self._validate(
-                        con, stored, "rolled", str(rollup.path), window, stored_column
-                    )
-                written, total, preview = self._replace(con, stored, window, stored_column)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        return WriteReport(stored.table, written, total, validation, preview, rollup_validation)
+                time.sleep(0.2 * 2**attempt)
+        report = WriteReport(**{**report.__dict__, "retries": attempt})
+        if run_id is None:
+            self.publish(None)
+        return report
+
+    def _write(self, contract, data, origin, window, partition_column, params, run_id, rebuild,
+               rollup) -> WriteReport:  # fmt: skip
+        stored = contract if rollup is None else rollup.contract
+        with self.transaction(f"write {stored.table}", run_id) as con:
+            # a whole-table write replaces every row: any change of shape keeps nothing less
+            self._ensure_table(con, stored, rebuild or window is None)
+            if isinstance(data, pl.DataFrame):
+                con.register("incoming", data.to_arrow())
+            elif isinstance(data, Scan):
+                con.execute(f"CREATE TEMP VIEW incoming AS {data}")
+            else:
+                try:
+                    con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
+                except duckdb.CatalogException as e:
+                    if "Table with name" not in str(e):
+                        raise
+                    # an input table was never built (a run of some tables, or a new one)
+                    reason = str(e).splitlines()[0].removeprefix("Catalog Error: ")
+                    raise MegawattError(
+                        f"{contract.table}: its query cannot run: {reason} (build its "
+                        "inputs first: `megawatt run` builds every table)"
+                    ) from None
+            validation = self._validate(con, contract, "incoming", origin, window,
+                                        partition_column)  # fmt: skip
+            validation.rows_quarantined = self._quarantine(
+                con, contract, window, partition_column, validation.kept_out
+            )
+            stored_column, rollup_validation = partition_column, None
+            if rollup is not None:
+                stored_column = rollup.partition_column
+                con.execute(f"CREATE TEMP TABLE rolled AS {rollup.query}")
+                rollup_validation = self._validate(
+                    con, stored, "rolled", str(rollup.path), window, stored_column
+                )
+            written, total, preview = self._replace(con, stored, window, stored_column)
+        return WriteReport(stored.table, written, total, validation, preview, rollup_validation,
+                           self.latest_snapshot(run_id))  # fmt: skip
 
     @staticmethod
     def _validate(con, contract: Contract, relation: str, origin: str, window, column):
@@ -190,16 +232,13 @@ class Warehouse:
     def _replace(con, contract: Contract, window: Window | None, partition_column: str | None):
         """Replace the window's rows of the table by those of `new`: (written, total, preview)."""
         table = quote(contract.table)
-        days = (
-            ""
-            if window is None
-            else (
-                f" WHERE {utc_day(quote(partition_column))} "
-                "BETWEEN $start AND $end - INTERVAL 1 DAY"
-            )
-        )
-        bounds = {} if window is None else {"start": window.start, "end": window.end}
-        con.execute(f"DELETE FROM {table}{days}", bounds)
+        where, bounds = "", {}
+        if window is not None:
+            # a plain range on the stored column, so that DuckDB prunes files by their min/max
+            column = next(c for c in contract.columns if c.name == partition_column)
+            where = f" WHERE {quote(column.name)} >= $start AND {quote(column.name)} < $end"
+            bounds = _window_bounds(column, window)
+        con.execute(f"DELETE FROM {table}{where}", bounds)
         columns = ", ".join(quote(c) for c in contract.column_names)
         con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM new")
         (written,) = con.execute("SELECT count(*) FROM new").fetchone()
@@ -215,68 +254,433 @@ class Warehouse:
     ) -> int:
         """Replace the quarantined rows of this table and window by this batch's; count them."""
         quarantine = parse_contract(self.contracts_dir / f"{QUARANTINE_TABLE}.odcs.yaml")
-        self._ensure_table(con, quarantine, rebuildable=False)
+        self._ensure_table(con, quarantine, rebuild=False)
         day = "NULL"
+        bounds = {"table": contract.table}
         if window is not None:
             # A row is filed under its day, so re-running that partition replaces it; a day that
             # did not cast, or lies outside the run's window, files it under the window's start.
             parsed = utc_day(quote(partition_column))
-            day = (
-                f"CASE WHEN {parsed} >= DATE '{window.start}' AND {parsed} < DATE '{window.end}' "
-                f"THEN {parsed} ELSE DATE '{window.start}' END"
-            )
+            day = f"CASE WHEN {parsed} >= $start AND {parsed} < $end THEN {parsed} ELSE $start END"
+            bounds |= {"start": window.start, "end": window.end}
         where = "table_name = $table" + (
             "" if window is None else " AND day >= $start AND day < $end"
         )
-        bounds = {"table": contract.table}
-        if window is not None:
-            bounds |= {"start": window.start, "end": window.end}
         con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE {where}", bounds)
         if not contract.quarantine:
             return 0
         con.execute(
             f"INSERT INTO {QUARANTINE_TABLE} SELECT now(), $table, {day}, _source, _row, "
             f"array_to_string(_failed, ', '), _raw FROM checked WHERE {kept_out}",
-            {"table": contract.table},
+            bounds,
         )
         (n,) = con.execute(
             f"SELECT count(*) FROM {QUARANTINE_TABLE} WHERE {where}", bounds
         ).fetchone()
         return n
 
-    def create_view(self, name: str, query: str, description: str) -> list[tuple]:
+    def create_view(self, name: str, query: str, description: str, run_id: str | None = None):
         """(Re)create view `name`; returns its columns (name, type) for the UI."""
-        with self.writer() as con:
+        with self.transaction(f"view {name}", run_id) as con:
             con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS {query}")
-            text = description.replace("'", "''")
-            con.execute(f"COMMENT ON VIEW {quote(name)} IS '{text}'")
-            return con.execute(f"DESCRIBE {quote(name)}").fetchall()
+            con.execute(f"COMMENT ON VIEW {quote(name)} IS '{_literal(description)}'")
+            columns = con.execute(f"DESCRIBE {quote(name)}").fetchall()
+        if run_id is None:
+            self.publish(None)
+        return columns
 
-    def _ensure_table(self, con, contract: Contract, rebuildable: bool) -> None:
-        existing = con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-            [contract.table],
-        ).fetchall()
-        wanted = [(c.name, c.described_type) for c in contract.columns]
-        if existing and existing != wanted:
-            if not rebuildable:
-                raise DeclarationError(
-                    f"{contract.table}: the warehouse table's columns {existing} differ from "
-                    f"{contract.path}; migrate or drop the table, then re-run its partitions"
-                )
-            con.execute(f'DROP TABLE "{contract.table}"')  # derived: rebuilt from its inputs
-        con.execute(contract.create_table_sql())
-        for statement in contract.comment_sql():
+    # -- the table's shape ---------------------------------------------------------------------
+    def _ensure_table(self, con, contract: Contract, rebuild: bool) -> None:
+        """Make the stored table match its contract, keeping every stored row: new columns are
+        added (past rows read NULL), types widened, NOT NULL dropped. A change that cannot keep
+        the stored rows (a column dropped, a type narrowed, a key changed, a required column
+        added) is refused unless `rebuild`: then the table is made anew, in this transaction."""
+        table = contract.table
+        stored = {
+            name: (kind, nullable == "YES")
+            for name, kind, nullable in con.execute(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                "WHERE table_catalog = ? AND table_schema = 'main' AND table_name = ?",
+                [LAKE, table],
+            ).fetchall()
+        }
+        _ensure_meta(con)
+        stored_key = con.execute(
+            f"SELECT key_columns FROM {META}.table_keys WHERE table_name = ?", [table]
+        ).fetchone()
+        if not stored:
+            self._create(con, contract)
+            return
+        changes, refused = _changes(contract, stored, stored_key[0] if stored_key else None)
+        if refused and not rebuild:
+            raise DeclarationError(
+                f"{contract.path}: table {table}: {'; '.join(refused)}. This change cannot keep "
+                f"the stored rows: rebuild every partition with `megawatt run --rebuild {table}`"
+            )
+        if refused:
+            con.execute(f"DROP TABLE {quote(table)}")
+            self._create(con, contract)
+            return
+        for statement in changes:
             con.execute(statement)
+        if changes:
+            _comment(con, contract)
+
+    @staticmethod
+    def _create(con, contract: Contract) -> None:
+        con.execute(contract.create_table_sql().replace("IF NOT EXISTS ", ""))
+        _comment(con, contract)
+        con.execute(f"DELETE FROM {META}.table_keys WHERE table_name = ?", [contract.table])
+        con.execute(f"INSERT INTO {META}.table_keys VALUES (?, ?)", [contract.table, contract.key])
+
+    # -- publishing ----------------------------------------------------------------------------
+    def latest_snapshot(self, run_id: str | None = None) -> int | None:
+        """The lake's latest snapshot; with `run_id`, the last one that run committed."""
+        with self._connect_latest() as con:
+            if run_id is None:
+                return con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0]
+            return con.execute(
+                f"SELECT max(snapshot_id) FROM {LAKE}.snapshots() "
+                "WHERE json_extract_string(commit_extra_info, '$.run_id') = ?",
+                [run_id],
+            ).fetchone()[0]
+
+    def publish(self, run_id: str | None) -> Published | None:
+        """Record the last snapshot of run `run_id` (None: the latest) as the one readers read.
+        Refuses when a snapshot since the last publish was not committed by the pipeline."""
+        snapshot = self.latest_snapshot(run_id)
+        if snapshot is None:
+            return None  # the run committed nothing
+        previous = self.published()
+        if previous is not None and previous.snapshot >= snapshot:
+            return previous  # already published (by the run's sensor or its command)
+        with self._connect_latest() as con:
+            foreign = con.execute(
+                f"SELECT snapshot_id, snapshot_time, changes FROM {LAKE}.snapshots() "
+                "WHERE snapshot_id > ? AND snapshot_id <= ? AND author IS DISTINCT FROM ? "
+                "ORDER BY snapshot_id",
+                [previous.snapshot if previous else -1, snapshot, AUTHOR],
+            ).fetchall()
+        # the lake's own first snapshots (its main schema) precede any publish
+        foreign = [f for f in foreign if f[2] != {"schemas_created": ["main"]}]
+        if foreign:
+            listed = "; ".join(f"snapshot {s} at {t:%Y-%m-%d %H:%M:%S} {c}" for s, t, c in foreign)
+            raise MegawattError(
+                f"not published: the warehouse has changes not made by the pipeline ({listed}). "
+                "Readers still read the last published snapshot"
+                + (f" ({previous.snapshot})" if previous else "")
+                + ". Undo them (restore each table from that snapshot: DELETE FROM t; INSERT INTO "
+                "t SELECT * FROM t AT (VERSION => N)) and run again"
+            )
+        with self.transaction("publish", run_id) as con:
+            _ensure_meta(con)
+            con.execute(
+                f"INSERT INTO {META}.published VALUES (?, ?, now())", [snapshot, run_id or ""]
+            )
+        published = self.published()
+        self._write_attach_script(published)
+        return published
+
+    def published(self, as_of: str | None = None) -> Published | None:
+        """The snapshot readers read (see `_published`), as the pipeline's writer sees it."""
+        with self._connect_latest() as con:
+            return _published(con, as_of)
+
+    def _write_attach_script(self, published: Published) -> None:
+        """`attach.sql`: the statements that open the published snapshot read-only, for the
+        duckdb CLI (`duckdb -init warehouse/attach.sql`) and BI tools. Replaced atomically."""
+        loads = "\n".join(f"LOAD '{extension_path(name)}';" for name in self.lake.extensions())
+        text = (
+            f"-- The megawatt warehouse as published by run {published.run_id or '(none)'} at "
+            f"{published.published_at:%Y-%m-%d %H:%M:%S} UTC: snapshot {published.snapshot}, "
+            "read-only.\n"
+            f"{loads}\nSET TimeZone = 'UTC';\n"
+            f"{self.lake.attach_sql(read_only=True, snapshot=published.snapshot)};\n"
+            f"USE {LAKE};\n"
+        )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / ATTACH_SCRIPT
+        tmp = path.with_suffix(".sql.tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
     # -- reading -------------------------------------------------------------------------------
-    def reader(self) -> duckdb.DuckDBPyConnection:
-        """A read-only connection to the published warehouse; never blocked by a run."""
-        if not self.published_path.exists():
-            raise MegawattError(
-                f"{self.published_path} does not exist yet: run `megawatt run` to build it"
-            )
-        con = duckdb.connect(str(self.published_path), read_only=True)
-        con.execute("SET TimeZone = 'UTC'")
+    def reader(self, as_of: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the published snapshot (or the one published `as_of`)."""
+        self._refuse_legacy()
+        never = MegawattError(
+            f"the warehouse in {self.directory} has no published run yet: run `megawatt run`"
+        )
+        if self.lake.embedded and not self.lake.catalog_file.exists():
+            raise never
+        con = self.lake.connect(read_only=True)  # the latest snapshot, to find the published
+        try:
+            published = _published(con, as_of)
+            if published is None:
+                if as_of:
+                    raise MegawattError(f"nothing was published by run or at time {as_of!r}")
+                raise never
+            con.execute(f"USE memory; DETACH {LAKE}")
+            con.execute(self.lake.attach_sql(read_only=True, snapshot=published.snapshot))
+            con.execute(f"USE {LAKE}")
+        except BaseException:
+            con.close()
+            raise
         return con
+
+    def latest(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the latest snapshot, published or not (for the pipeline's
+        own reads during a run, such as its plots)."""
+        return self.lake.connect(read_only=True)
+
+    @contextmanager
+    def _connect_latest(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self._refuse_legacy()
+        con = _writer_connection(self.lake, self.memory_limit).cursor()
+        try:
+            con.execute(f"USE {LAKE}")
+            yield con
+        finally:
+            con.close()
+
+    def _refuse_legacy(self) -> None:
+        legacy = self.directory / LEGACY_FILE
+        if legacy.exists():
+            raise MegawattError(
+                f"{legacy} is a warehouse of an earlier version (one DuckDB file); the warehouse "
+                "is now a DuckLake. Run `megawatt migrate` to move its tables into the lake"
+            )
+
+    # -- upkeep --------------------------------------------------------------------------------
+    def migrate_legacy(self) -> list[str]:
+        """Move the tables of an old `pipeline.duckdb` into the lake (one transaction), publish
+        them, and rename the old files `*.migrated`. Returns the tables moved."""
+        legacy = self.directory / LEGACY_FILE
+        if not legacy.exists():
+            raise MegawattError(f"there is no {legacy} to migrate")
+        legacy.rename(legacy.with_suffix(".duckdb.migrating"))  # lets the writer open the lake
+        source = legacy.with_suffix(".duckdb.migrating")
+        try:
+            with self.transaction("migrate from pipeline.duckdb", None) as con:
+                con.execute(f"ATTACH '{_literal(str(source))}' AS legacy (READ_ONLY)")
+                names = [n for (n,) in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'legacy'"
+                ).fetchall()]  # fmt: skip
+                views = con.execute(
+                    "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'legacy' "
+                    "AND NOT internal"
+                ).fetchall()
+                for name in names:
+                    contract_path = self.contracts_dir / f"{name}.odcs.yaml"
+                    if contract_path.exists():
+                        self._ensure_table(con, parse_contract(contract_path), rebuild=True)
+                        con.execute(f"INSERT INTO {quote(name)} BY NAME "
+                                    f"SELECT * FROM legacy.main.{quote(name)}")  # fmt: skip
+                    else:
+                        con.execute(f"CREATE TABLE {quote(name)} AS "
+                                    f"SELECT * FROM legacy.main.{quote(name)}")  # fmt: skip
+                for _name, sql in views:
+                    con.execute(sql.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+                con.execute("DETACH legacy")
+        except BaseException:
+            source.rename(legacy)
+            raise
+        source.rename(legacy.with_suffix(".duckdb.migrated"))
+        published = self.directory / "megawatt.duckdb"
+        if published.exists():
+            published.rename(published.with_suffix(".duckdb.migrated"))
+        self.publish(None)
+        return names
+
+    def upkeep(self, retention: timedelta) -> dict:
+        """Merge small files, expire snapshots older than `retention` (never the published one),
+        delete the files no snapshot needs. Returns what it did, with file counts before and
+        after."""
+        before = self.data_files()
+        published = self.published()
+        cutoff = datetime.now(UTC) - retention
+        with self.transaction("upkeep: flush inlined rows, merge files", None) as con:
+            con.execute(f"CALL ducklake_flush_inlined_data('{LAKE}')")
+            merged = con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')").fetchall()
+        with self._connect_latest() as con:
+            expired = [
+                s
+                for (s,) in con.execute(
+                    f"SELECT snapshot_id FROM {LAKE}.snapshots() WHERE snapshot_time < ? "
+                    "AND snapshot_id <> ? AND snapshot_id < (SELECT max(snapshot_id) FROM "
+                    f"{LAKE}.snapshots())",
+                    [cutoff, published.snapshot if published else -1],
+                ).fetchall()
+            ]
+            if expired:
+                con.execute(f"CALL ducklake_expire_snapshots('{LAKE}', versions => ?)", [expired])
+            removed = con.execute(
+                f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)"
+            ).fetchall()
+            orphans = con.execute(
+                f"CALL ducklake_delete_orphaned_files('{LAKE}', cleanup_all => true)"
+            ).fetchall()
+        after = self.data_files()
+        return {
+            "files_before": before[0],
+            "bytes_before": before[1],
+            "files_after": after[0],
+            "bytes_after": after[1],
+            "tables_merged": len(merged),
+            "snapshots_expired": len(expired),
+            "files_deleted": len(removed) + len(orphans),
+        }
+
+    def data_files(self) -> tuple[int, int]:
+        """(count, bytes) of the Parquet files the lake's current snapshot and its retained
+        history reference, and of any others under its data path."""
+        with self._connect_latest() as con:
+            (files, size) = con.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM read_blob(? || '**/*.parquet')",
+                [self.lake.data_path],
+            ).fetchone()
+        return files, size
+
+
+def lake_in(directory: Path, catalog: str | None = None, data_path: str | None = None,
+            s3: S3 | None = None) -> Lake:  # fmt: skip
+    """The lake of the warehouse in `directory`: by default a SQLite catalog and a data folder
+    there; a relative catalog file or data folder lies in `directory` too."""
+    catalog = catalog or EMBEDDED_CATALOG
+    if catalog.startswith("sqlite:"):
+        catalog = f"sqlite:{directory / catalog.removeprefix('sqlite:')}"
+    data_path = data_path or EMBEDDED_DATA
+    if "://" not in data_path:
+        data_path = str(directory / data_path)
+    return Lake(catalog, data_path.rstrip("/") + "/", s3)
+
+
+def warehouse_of(directory: Path | str, catalog: str | None = None, data_path: str | None = None,
+                 memory_limit: str | None = None) -> Warehouse:  # fmt: skip
+    """The warehouse in `directory` with the catalog and data path that settings declare."""
+    directory = Path(directory).resolve()
+    return Warehouse(directory, memory_limit=memory_limit,
+                     lake=lake_in(directory, catalog, data_path))  # fmt: skip
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+_WRITERS: dict[tuple, duckdb.DuckDBPyConnection] = {}
+
+
+def _writer_connection(lake: Lake, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    """The process's writable connection to `lake`, opened once: loading the extensions costs a
+    quarter of a second per DuckDB instance. Each transaction takes a cursor of its own."""
+    key = (lake, memory_limit)
+    if key not in _WRITERS:
+        _WRITERS[key] = lake.connect(read_only=False, memory_limit=memory_limit)
+    return _WRITERS[key]
+
+
+def _ensure_meta(con) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {META}")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {META}.published (snapshot_id BIGINT NOT NULL, "
+        "run_id VARCHAR NOT NULL, published_at TIMESTAMPTZ NOT NULL)"
+    )
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {META}.table_keys (table_name VARCHAR NOT NULL, "
+        "key_columns VARCHAR[] NOT NULL)"
+    )
+
+
+def _published(con, as_of: str | None) -> Published | None:
+    """The snapshot readers read: the latest published, or the one published by run `as_of`
+    (an id or its first 8 characters), or the last one published by time `as_of` (ISO 8601,
+    UTC; a day alone means its end)."""
+    if not _has_meta(con):
+        return None
+    where, params = "", []
+    if as_of:
+        moment = _as_time(as_of)
+        if moment is None:
+            where, params = "WHERE starts_with(run_id, ?) AND run_id <> ''", [as_of]
+        else:
+            where, params = "WHERE published_at <= ?", [moment]
+    row = con.execute(
+        f"SELECT snapshot_id, run_id, published_at FROM {LAKE}.{META}.published {where} "
+        "ORDER BY published_at DESC, snapshot_id DESC LIMIT 1",
+        params,
+    ).fetchone()
+    return Published(*row) if row else None
+
+
+def _has_meta(con) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? "
+            "AND table_name = 'published'",
+            [LAKE, META],
+        ).fetchone()[0]
+    )
+
+
+def _changes(contract: Contract, stored: dict, stored_key: list | None):
+    """(ALTER statements that keep every stored row, changes that cannot) from `stored`
+    ({column: (type, nullable)}) to the contract."""
+    table = quote(contract.table)
+    changes, refused = [], []
+    for column in contract.columns:
+        name, wanted = quote(column.name), column.described_type
+        if column.name not in stored:
+            if column.required:
+                refused.append(f"adds required column {column.name} (stored rows have none)")
+            else:
+                changes.append(f"ALTER TABLE {table} ADD COLUMN {name} {column.type}")
+            continue
+        kind, nullable = stored[column.name]
+        if kind != wanted:
+            if (kind, wanted) in WIDENINGS:
+                changes.append(f"ALTER TABLE {table} ALTER {name} SET DATA TYPE {column.type}")
+            else:
+                refused.append(f"changes the type of {column.name} from {kind} to {wanted}")
+        if column.required and nullable:
+            refused.append(f"makes {column.name} required (stored rows may have none)")
+        elif not column.required and not nullable:
+            changes.append(f"ALTER TABLE {table} ALTER {name} DROP NOT NULL")
+    for name in stored:
+        if name not in contract.column_names:
+            refused.append(f"drops column {name}")
+    if stored_key is not None and list(stored_key) != contract.key:
+        refused.append(f"changes the key from ({', '.join(stored_key)}) to "
+                       f"({', '.join(contract.key)})")  # fmt: skip
+    return changes, refused
+
+
+def _comment(con, contract: Contract) -> None:
+    for statement in contract.comment_sql():
+        con.execute(statement)
+
+
+def _window_bounds(column: Column, window: Window) -> dict:
+    """The window's bounds typed as `column` is stored (DATE, or TIMESTAMPTZ at UTC midnight)."""
+    if column.type == "DATE":
+        return {"start": window.start, "end": window.end}
+    return {
+        "start": datetime(window.start.year, window.start.month, window.start.day, tzinfo=UTC),
+        "end": datetime(window.end.year, window.end.month, window.end.day, tzinfo=UTC),
+    }
+
+
+def _as_time(text: str) -> datetime | None:
+    """`text` as a UTC time when it is one (a date, or a date and time), else None."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        if len(text) == 10:  # a day: as it stood at the end of that UTC day
+            moment += timedelta(days=1) - timedelta(microseconds=1)
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _literal(text: str) -> str:
+    return text.replace("'", "''")

@@ -39,12 +39,15 @@ class Project:
     def run(self, start: str, end: str, *, defs: dg.Definitions | None = None, **kwargs):
         """Run the daily job for UTC days [start, end] in-process, on an ephemeral instance."""
         job = (defs or self.definitions()).resolve_job_def(DAILY_JOB)
-        return job.execute_in_process(
+        tags = {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
+        result = job.execute_in_process(
             instance=dg.DagsterInstance.ephemeral(),
-            tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
+            tags=tags | kwargs.pop("tags", {}),
             run_config=QUIET,
             **kwargs,
         )
+        self.warehouse.publish(result.run_id)  # as `megawatt` and the run sensors do
+        return result
 
     def query(self, sql: str, params=None) -> list[tuple]:
         with self.warehouse.reader() as con:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.batch import Window
 from pipelines.contracts import load_contracts
 from pipelines.declarations import load_infrastructure, load_settings
 from pipelines.errors import ContractViolation
@@ -22,7 +23,7 @@ from pipelines.settings import ASSETS_DIR
 from pipelines.sources.errors import SourceError
 from pipelines.sources.file_drop import FileDropConnector, FileDropSettings
 from pipelines.sources.sample import SampleConnector
-from pipelines.validation import Window, quote
+from pipelines.validation import quote
 from pipelines.warehouse import QUARANTINE_TABLE, Warehouse
 
 CORPUS = Path(__file__).parent / "bad_inputs"
@@ -112,7 +113,6 @@ def test_bad_input(baseline, case):
         origin="sample",
         window=good_window,
         partition_column=partition_column,
-        rebuildable=False,
     )
     before = _snapshot(warehouse)
     assert before[table] and not before[QUARANTINE_TABLE]
@@ -128,7 +128,6 @@ def test_bad_input(baseline, case):
             origin=str(folder),
             window=window,
             partition_column=partition_column,
-            rebuildable=False,
         )
 
     if kind == "rejected":

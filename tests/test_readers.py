@@ -9,9 +9,9 @@ import sys
 import textwrap
 from datetime import date
 
+from pipelines.batch import Window
 from pipelines.contracts import load_contracts
 from pipelines.sources.sample import SampleConnector
-from pipelines.validation import Window
 from pipelines.warehouse import Warehouse
 
 READER = textwrap.dedent(
@@ -53,7 +53,6 @@ def test_reader_process_during_writes(tmp_path):
             origin="test",
             window=window,
             partition_column="date",
-            rebuildable=False,
         )
 
     write(full)

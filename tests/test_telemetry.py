@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from pipelines.alerts import failure_message
+from pipelines.batch import Window
 from pipelines.declarations import load_infrastructure
 from pipelines.settings import ASSETS_DIR
 from pipelines.sources.errors import SourceError
 from pipelines.sources.telemetry_drop import TelemetryDropConnector, TelemetryDropSettings
 from pipelines.telemetry import write_files
-from pipelines.validation import Window
 from tests.conftest import Project
 
 DAY = date(2024, 4, 1)

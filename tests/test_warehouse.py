@@ -8,12 +8,12 @@ from datetime import date
 
 import pytest
 
+from pipelines.batch import Window
 from pipelines.contracts import load_contracts
 from pipelines.declarations import load_infrastructure, load_settings
 from pipelines.errors import ContractViolation, DeclarationError
 from pipelines.settings import ASSETS_DIR, SAMPLE_DATA_DIR
 from pipelines.sources.sample import SampleConnector, SampleSettings
-from pipelines.validation import Window
 from pipelines.warehouse import Warehouse
 
 WINDOW = Window(date(2024, 4, 1), date(2024, 4, 3))
@@ -43,7 +43,6 @@ def _write_source(warehouse, table, data_dir, partition_column="date", window=WI
         origin="test",
         window=window,
         partition_column=partition_column,
-        rebuildable=False,
     )
 
 
@@ -185,7 +184,7 @@ def test_failed_write_leaves_previous_table_everywhere(warehouse, sample_dir):
     with pytest.raises(ContractViolation, match="one_row_per_day.*first: 2024-04-02 has 0 row"):
         _write_source(warehouse, "btc_network_daily", sample_dir)
     assert _published(warehouse, "SELECT * FROM btc_network_daily ORDER BY date") == before
-    with warehouse.writer() as con:
+    with warehouse.latest() as con:  # and in the lake's latest snapshot
         assert con.execute("SELECT * FROM btc_network_daily ORDER BY date").fetchall() == before
 
 
@@ -203,7 +202,7 @@ def test_query_that_raises_halfway_rolls_back(warehouse):
     with pytest.raises(Exception, match="feed broke"):
         warehouse.write(contract, failing, origin="test", window=WINDOW, partition_column="date")
     assert _published(warehouse, "SELECT * FROM btc_network_daily ORDER BY date") == before
-    with warehouse.writer() as con:
+    with warehouse.latest() as con:  # and in the lake's latest snapshot
         assert con.execute("SELECT * FROM btc_network_daily ORDER BY date").fetchall() == before
 
 
@@ -231,7 +230,7 @@ def test_the_writer_works_within_the_declared_memory_limit(project):
     assert 'memory_limit: "1GB"' in settings
     path.write_text(settings.replace('memory_limit: "1GB"', 'memory_limit: "512mb"'))
     resource = project.definitions().resources["warehouse"]
-    with resource.get().writer() as con:
+    with resource.get().transaction("probe the writer", None) as con:
         (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchone()
     assert limit == "488.2 MiB"  # DuckDB shows 512 MB (10^6 bytes each) in MiB
 

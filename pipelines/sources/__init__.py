@@ -17,6 +17,7 @@ from typing import ClassVar, Protocol
 import polars as pl
 from pydantic import BaseModel, ValidationError
 
+from pipelines.batch import Window
 from pipelines.declarations import describe_validation_error
 from pipelines.errors import DeclarationError
 from pipelines.sources.ecb import EcbConnector
@@ -28,7 +29,6 @@ from pipelines.sources.mempool import MempoolConnector
 from pipelines.sources.sample import SampleConnector
 from pipelines.sources.telemetry_drop import TelemetryDropConnector
 from pipelines.sources.vastai import VastaiConnector
-from pipelines.validation import Window
 
 
 class Connector(Protocol):

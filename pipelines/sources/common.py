@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
-from pipelines.validation import Window
+from pipelines.batch import Window
 
 # The contract's columns of each raw table (data_contracts/<table>.odcs.yaml), in order.
 COLUMNS: dict[str, list[str]] = {

@@ -16,10 +16,10 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, Field
 
+from pipelines.batch import Window
 from pipelines.sources.common import empty, finish
 from pipelines.sources.errors import SourceError
 from pipelines.sources.http import HttpClient, HttpSettings
-from pipelines.validation import Window
 
 
 class EcbSettings(HttpSettings):

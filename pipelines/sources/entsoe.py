@@ -28,10 +28,10 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, Field, model_validator
 
+from pipelines.batch import Window
 from pipelines.sources.common import empty, finish, hourly_means, utc_midnight
 from pipelines.sources.errors import SourceError
 from pipelines.sources.http import HttpClient, HttpSettings
-from pipelines.validation import Window
 
 # EIC codes of bidding zones (ENTSO-E's area codes; extend with `eic` in the settings).
 EIC = {

@@ -26,10 +26,10 @@ from typing import Annotated, ClassVar, Literal
 import polars as pl
 from pydantic import BaseModel, Field, StringConstraints
 
+from pipelines.batch import Window
 from pipelines.sources.common import empty, finish, hourly_means
 from pipelines.sources.errors import SourceError
 from pipelines.sources.http import HttpClient, HttpSettings
-from pipelines.validation import Window
 
 CLIENT_ID = "fec253ea-0d06-4272-a5e6-b478baeecd70"  # ERCOT's public API client, as documented
 TOKEN_URL = "https://ercotb2c.b2clogin.com/ercotb2c.onmicrosoft.com/B2C_1_PUBAPI-ROPC-FLOW/oauth2/v2.0/token"

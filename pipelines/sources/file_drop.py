@@ -47,11 +47,11 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipelines.batch import Window
 from pipelines.settings import PROJECT_DIR
 from pipelines.sources.common import COLUMNS, LINEAGE, empty, finish
 from pipelines.sources.errors import SourceError
 from pipelines.sources.vastai import normalise_gpu
-from pipelines.validation import Window
 
 MINING = "mining_output_daily"
 POOL_COLUMNS = ["date", "subaccount", "earnings_btc"]

@@ -30,10 +30,10 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, Field
 
+from pipelines.batch import Window
 from pipelines.sources.common import days, finish, unix
 from pipelines.sources.errors import SourceError
 from pipelines.sources.http import HttpClient, HttpSettings
-from pipelines.validation import Window
 
 HALVING_INTERVAL = 210_000
 

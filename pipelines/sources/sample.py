@@ -9,9 +9,9 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipelines.batch import Window
 from pipelines.settings import SAMPLE_DATA_DIR
 from pipelines.telemetry import generate_sql
-from pipelines.validation import Window
 
 
 class SampleSettings(BaseModel):

@@ -20,11 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
+from pipelines.batch import Window
 from pipelines.sources.common import COLUMNS
 from pipelines.sources.errors import SourceError
 from pipelines.sources.file_drop import DropFolderSettings, check_header, existing_folder
 from pipelines.telemetry import scan_sql
-from pipelines.validation import Window
 
 DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 

@@ -21,10 +21,10 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, Field
 
+from pipelines.batch import Window
 from pipelines.sources.common import empty, finish
 from pipelines.sources.errors import SourceError
 from pipelines.sources.http import HttpClient, HttpSettings
-from pipelines.validation import Window
 
 MODELS = ("B200", "H200", "H100", "GH200", "A100", "L40S", "L40", "A6000", "RTX 4090", "RTX 5090")
 

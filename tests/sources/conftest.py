@@ -11,7 +11,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from pipelines.validation import Window
+from pipelines.batch import Window
 
 RECORDED = Path(__file__).parent / "recorded"
 FAST = {"retries": 2, "backoff_s": 0.0, "min_interval_s": 0.0, "timeout_s": 5.0}

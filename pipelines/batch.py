@@ -1,0 +1,29 @@
+"""What a connector is asked for and what it hands over: a range of UTC days, and its rows as a
+Polars frame or as a Scan of files. Connectors import this module, never the warehouse or the
+rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+
+@dataclass(frozen=True)
+class Window:
+    """A range of UTC days, end exclusive."""
+
+    start: date
+    end: date
+
+    def chunks(self, days: int) -> list[Window]:
+        """The window cut into windows of `days` days (the last may be shorter)."""
+        return [
+            Window(self.start + timedelta(days=i),
+                   min(self.end, self.start + timedelta(days=i + days)))
+            for i in range(0, (self.end - self.start).days, days)
+        ]  # fmt: skip
+
+
+class Scan(str):
+    """A query that reads files where they lie (Parquet, CSV): validated by each rule reading it
+    again, instead of copied into the warehouse first. Other queries are run once, into a table."""
