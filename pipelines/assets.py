@@ -177,13 +177,13 @@ def table_asset(
                     window=window,
                     partition_column=partition_column,
                     params=params,
-                    run_id=context.run_id,
+                    run_id=context.run.run_id,
                     rebuild=rebuild,
                 )
                 checked = list(check_results(report.validation, contract.quarantine))
             else:
                 report, checked = _write_daily(warehouse.get(), rows_contract, rollup, window,
-                                               partition_column, compute, context.run_id,
+                                               partition_column, compute, context.run.run_id,
                                                rebuild)  # fmt: skip
         except ContractViolation as violation:
             if violation.validation is not None:  # show which rules failed, then fail the step
@@ -344,7 +344,7 @@ def view_asset(spec: SqlAssetSpec, owner: str, eager: bool) -> dg.AssetsDefiniti
     )
     def _view(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         columns = warehouse.get().create_view(
-            spec.table, spec.query, spec.header.description, context.run_id
+            spec.table, spec.query, spec.header.description, context.run.run_id
         )
         schema = dg.TableSchema(
             columns=[dg.TableColumn(name, str(type_)) for name, type_, *_ in columns]

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +43,9 @@ LEGACY_FILE = "pipeline.duckdb"  # the warehouse before DuckLake
 EMBEDDED_CATALOG = "sqlite:catalog.sqlite"  # in the warehouse folder, like the data
 EMBEDDED_DATA = "data/"
 CONFLICT_RETRIES = 3
+# snapshots that change no data: the lake's first, and upkeep's (DuckLake commits compaction
+# alone, without an author)
+UNCHANGED_DATA = {"schemas_created", "flushed_inlined", "merge_adjacent", "rewrite_delete"}
 # type changes that keep every stored value (DuckLake allows only widening promotions)
 WIDENINGS = {("INTEGER", "BIGINT"), ("INTEGER", "DOUBLE"), ("BIGINT", "DOUBLE")}
 
@@ -117,7 +120,8 @@ class Warehouse:
                     )
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    with suppress(duckdb.Error):  # a failed COMMIT has ended it already
+                        con.execute("ROLLBACK")
                     raise
             finally:
                 con.close()
@@ -361,8 +365,8 @@ class Warehouse:
                 "ORDER BY snapshot_id",
                 [previous.snapshot if previous else -1, snapshot, AUTHOR],
             ).fetchall()
-        # the lake's own first snapshots (its main schema) precede any publish
-        foreign = [f for f in foreign if f[2] != {"schemas_created": ["main"]}]
+        # neither the lake's first snapshot (its main schema) nor upkeep changes any data
+        foreign = [f for f in foreign if not set(f[2]) <= UNCHANGED_DATA]
         if foreign:
             listed = "; ".join(f"snapshot {s} at {t:%Y-%m-%d %H:%M:%S} {c}" for s, t, c in foreign)
             raise MegawattError(
@@ -461,30 +465,9 @@ class Warehouse:
         legacy = self.directory / LEGACY_FILE
         if not legacy.exists():
             raise MegawattError(f"there is no {legacy} to migrate")
-        legacy.rename(legacy.with_suffix(".duckdb.migrating"))  # lets the writer open the lake
-        source = legacy.with_suffix(".duckdb.migrating")
+        source = legacy.rename(legacy.with_suffix(".duckdb.migrating"))  # lets the lake open
         try:
-            with self.transaction("migrate from pipeline.duckdb", None) as con:
-                con.execute(f"ATTACH '{_literal(str(source))}' AS legacy (READ_ONLY)")
-                names = [n for (n,) in con.execute(
-                    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'legacy'"
-                ).fetchall()]  # fmt: skip
-                views = con.execute(
-                    "SELECT view_name, sql FROM duckdb_views() WHERE database_name = 'legacy' "
-                    "AND NOT internal"
-                ).fetchall()
-                for name in names:
-                    contract_path = self.contracts_dir / f"{name}.odcs.yaml"
-                    if contract_path.exists():
-                        self._ensure_table(con, parse_contract(contract_path), rebuild=True)
-                        con.execute(f"INSERT INTO {quote(name)} BY NAME "
-                                    f"SELECT * FROM legacy.main.{quote(name)}")  # fmt: skip
-                    else:
-                        con.execute(f"CREATE TABLE {quote(name)} AS "
-                                    f"SELECT * FROM legacy.main.{quote(name)}")  # fmt: skip
-                for _name, sql in views:
-                    con.execute(sql.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
-                con.execute("DETACH legacy")
+            names = self._copy_legacy(source)
         except BaseException:
             source.rename(legacy)
             raise
@@ -495,6 +478,35 @@ class Warehouse:
         self.publish(None)
         return names
 
+    def _copy_legacy(self, source: Path) -> list[str]:
+        """Copy every table and view of the old file `source` into the lake, in one transaction;
+        a table with a contract gets the contract's shape."""
+        with self._connect_latest() as con:  # attached for the writer's every cursor
+            con.execute(f"ATTACH '{_literal(str(source))}' AS legacy (READ_ONLY)")
+        try:
+            with self.transaction("migrate from pipeline.duckdb", None) as con:
+                names = [n for (n,) in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'legacy'"
+                ).fetchall()]  # fmt: skip
+                views = con.execute(
+                    "SELECT sql FROM duckdb_views() WHERE database_name = 'legacy' AND NOT internal"
+                ).fetchall()
+                for name in names:
+                    contract_path = self.contracts_dir / f"{name}.odcs.yaml"
+                    if contract_path.exists():
+                        self._ensure_table(con, parse_contract(contract_path), rebuild=True)
+                        con.execute(f"INSERT INTO {quote(name)} BY NAME "
+                                    f"SELECT * FROM legacy.main.{quote(name)}")  # fmt: skip
+                    else:
+                        con.execute(f"CREATE TABLE {quote(name)} AS "
+                                    f"SELECT * FROM legacy.main.{quote(name)}")  # fmt: skip
+                for (sql,) in views:
+                    con.execute(sql.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
+        finally:
+            with self._connect_latest() as con:
+                con.execute("DETACH DATABASE IF EXISTS legacy")
+        return names
+
     def upkeep(self, retention: timedelta) -> dict:
         """Merge small files, expire snapshots older than `retention` (never the published one),
         delete the files no snapshot needs. Returns what it did, with file counts before and
@@ -502,10 +514,10 @@ class Warehouse:
         before = self.data_files()
         published = self.published()
         cutoff = datetime.now(UTC) - retention
-        with self.transaction("upkeep: flush inlined rows, merge files", None) as con:
+        with self._write_lock(), self._connect_latest() as con:
+            # each its own commit: DuckLake commits compaction alone
             con.execute(f"CALL ducklake_flush_inlined_data('{LAKE}')")
             merged = con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')").fetchall()
-        with self._connect_latest() as con:
             expired = [
                 s
                 for (s,) in con.execute(
@@ -520,8 +532,11 @@ class Warehouse:
             removed = con.execute(
                 f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)"
             ).fetchall()
+            # files no snapshot knows: left by killed writers; a day old, so never a file that a
+            # writer in another process has written and not yet committed
             orphans = con.execute(
-                f"CALL ducklake_delete_orphaned_files('{LAKE}', cleanup_all => true)"
+                f"CALL ducklake_delete_orphaned_files('{LAKE}', older_than => ?)",
+                [datetime.now(UTC) - timedelta(days=1)],
             ).fetchall()
         after = self.data_files()
         return {
