@@ -91,10 +91,10 @@ def variant_pipeline(data: Path, days: int, work: Path) -> dict:
         )  # fmt: skip
         seconds = time.perf_counter() - started
     assert result.success
-    import duckdb
+    from pipelines.warehouse import Warehouse
 
-    con = duckdb.connect(str(work / "warehouse" / "megawatt.duckdb"), read_only=True)
-    (stored,) = con.execute("SELECT count(*) FROM miner_telemetry_daily").fetchone()
+    with Warehouse(work / "warehouse").latest() as con:
+        (stored,) = con.execute("SELECT count(*) FROM miner_telemetry_daily").fetchone()
     return {"seconds": seconds, "peak_gb": _peak_gb(), "stored_rows": stored}
 
 

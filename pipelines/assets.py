@@ -218,6 +218,7 @@ def table_asset(
                 "dagster/row_count": report.rows_in_table,
                 "rows_written": report.rows_written,
                 "rows_quarantined": validation.rows_quarantined,
+                "snapshot": report.snapshot,  # the lake's snapshot of this write (time travel)
                 "window": f"[{window.start}, {window.end})" if window else "whole table",
                 **of_table,
             },

@@ -35,7 +35,7 @@ publish_failed = dg.run_status_sensor(
 
 
 def upkeep_job(retention_days: int) -> dg.JobDefinition:
-    @dg.op(name="lake_upkeep")
+    @dg.op(name="upkeep")
     def _upkeep(context: dg.OpExecutionContext, warehouse: WarehouseResource):
         """Merge small files, expire old snapshots, delete files no snapshot needs."""
         done = warehouse.get().upkeep(timedelta(days=retention_days))

@@ -113,7 +113,7 @@ def test_a_range_outside_the_partitions_is_one_clear_line(tmp_path: Path):
     )
     query = _megawatt("sql", "SELECT 1", env=env)
     assert query.returncode == 1
-    assert "does not exist yet: run `megawatt run` to build it" in query.stderr
+    assert "has no published run yet: run `megawatt run`" in query.stderr
     assert "Traceback" not in query.stderr
 
 

@@ -38,6 +38,7 @@ schema:
         physicalType: DOUBLE
         required: true
         description: Mean fee per block.
+        logicalType: number
         logicalTypeOptions: {minimum: 0}
 """
 
