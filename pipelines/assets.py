@@ -10,6 +10,7 @@ same way, from its contract. Besides: views for analysts (assets/views/) and the
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -18,6 +19,7 @@ from pipelines.batch import Window
 from pipelines.contracts import Contract, Rule
 from pipelines.declarations import Infrastructure, Source
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError
+from pipelines.lake import S3
 from pipelines.lineage import column_lineage
 from pipelines.plots import PlotSpec, markdown_image, render_png
 from pipelines.sources import build_connector
@@ -45,9 +47,11 @@ class WarehouseResource(dg.ConfigurableResource):
     memory_limit: str | None = None
     catalog: str | None = None  # sqlite:<file> or postgres:<libpq connection string>
     data_path: str | None = None  # a folder, or s3://bucket/prefix/
+    s3: dict[str, Any] | None = None  # settings.yaml warehouse.s3, for an s3:// data path
 
     def get(self) -> Warehouse:
-        return warehouse_of(self.directory, self.catalog, self.data_path, self.memory_limit)
+        return warehouse_of(self.directory, self.catalog, self.data_path, self.memory_limit,
+                            S3(**self.s3) if self.s3 else None)  # fmt: skip
 
 
 def check_results(validation: Validation, quarantined: bool, prefix: str = ""):

@@ -274,11 +274,13 @@ ORDER BY scenario, site_id
 def open_warehouse():
     """The warehouse as assets/settings.yaml declares it, in MEGAWATT_WAREHOUSE_DIR."""
     from pipelines.declarations import load_settings
+    from pipelines.lake import S3
     from pipelines.warehouse import warehouse_of
 
     declared = load_settings(ASSETS_DIR).warehouse
+    s3 = S3(**declared.s3.model_dump()) if declared.s3 else None
     return warehouse_of(WAREHOUSE_DIR, declared.catalog, declared.data_path,
-                        declared.memory_limit)  # fmt: skip
+                        declared.memory_limit, s3)  # fmt: skip
 
 
 def print_summary(start: date, end: date) -> None:

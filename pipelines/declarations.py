@@ -134,6 +134,18 @@ class Automation(Strict):
     derived_tables: Literal["eager", "none"]
 
 
+class S3Settings(Strict):
+    """An S3-compatible data path's endpoint and the *names* of the environment variables that
+    hold its credentials (never the credentials)."""
+
+    endpoint: str | None = None  # host:port of an S3-compatible server; None: AWS
+    region: str = "us-east-1"
+    url_style: Literal["path", "vhost"] = "path"
+    use_ssl: bool = True
+    key_id_variable: str = "AWS_ACCESS_KEY_ID"
+    secret_variable: str = "AWS_SECRET_ACCESS_KEY"
+
+
 class WarehouseSettings(Strict):
     # DuckDB's memory limit for the writer, e.g. "1GB"; past it, DuckDB spills to disk
     memory_limit: str = Field(pattern=r"(?i)^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
@@ -141,6 +153,7 @@ class WarehouseSettings(Strict):
     # s3://bucket/prefix/); relative files and folders lie in the warehouse folder
     catalog: str = Field(default="sqlite:catalog.sqlite", pattern=r"^(sqlite|postgres):.+")
     data_path: str = "data/"
+    s3: S3Settings | None = None  # for an s3:// data path
     # upkeep keeps the snapshots of this many days (time travel, `megawatt sql --as-of`)
     snapshot_retention_days: int = Field(default=30, ge=1)
     upkeep_cron: str = "0 3 * * 0"  # weekly, Sunday 03:00 UTC

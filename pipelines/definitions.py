@@ -165,6 +165,7 @@ def build_definitions(
                 memory_limit=settings.warehouse.memory_limit,
                 catalog=settings.warehouse.catalog,
                 data_path=settings.warehouse.data_path,
+                s3=settings.warehouse.s3.model_dump() if settings.warehouse.s3 else None,
             ),
             "alerts": AlertResource(
                 log_path=str(ALERT_LOG),

@@ -574,11 +574,11 @@ def lake_in(directory: Path, catalog: str | None = None, data_path: str | None =
 
 
 def warehouse_of(directory: Path | str, catalog: str | None = None, data_path: str | None = None,
-                 memory_limit: str | None = None) -> Warehouse:  # fmt: skip
+                 memory_limit: str | None = None, s3: S3 | None = None) -> Warehouse:  # fmt: skip
     """The warehouse in `directory` with the catalog and data path that settings declare."""
     directory = Path(directory).resolve()
     return Warehouse(directory, memory_limit=memory_limit,
-                     lake=lake_in(directory, catalog, data_path))  # fmt: skip
+                     lake=lake_in(directory, catalog, data_path, s3))  # fmt: skip
 
 
 # -- helpers ---------------------------------------------------------------------------------------
