@@ -3,7 +3,6 @@
 --   miner_telemetry): hashrate, energy, status counts and temperature. An interval a machine did
 --   not report counts as not hashing.
 -- group: fleet
--- deps: [asic_fleet]
 -- partition_column: date
 SELECT
     -- the UTC day from the epoch: a time-zone CAST of 14 million timestamps would cost seconds

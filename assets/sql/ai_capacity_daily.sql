@@ -3,7 +3,6 @@
 --   utilisation, revenue against the reference market price, energy (installed GPUs at full draw,
 --   PUE included) and its cost, margin, and how many GPUs the site's grid capacity could host.
 -- group: economics
--- deps: [gpu_usage_daily, gpu_fleet, sites, site_power_price_daily, gpu_market_prices_daily, scenario_factors_daily]
 -- partition_column: date
 WITH scenario_days AS (
     SELECT

@@ -3,7 +3,6 @@
 --   hour's breakeven (the expected revenue of a MWh at the day's hashprice and the fleet's
 --   all-in efficiency), and what that earns against running every hour at the day's operating rate.
 -- group: economics
--- deps: [site_power_price_hourly, mining_profitability_daily, hashprice_daily]
 -- partition_column: ts
 WITH hours AS (
     SELECT

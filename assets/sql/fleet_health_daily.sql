@@ -3,7 +3,6 @@
 --   over-temperature hours, uptime, and efficiency (J/TH while hashing) against the model's
 --   nameplate: its drift shows ageing machines and failing cooling.
 -- group: fleet
--- deps: [miner_telemetry_daily, asic_fleet]
 -- partition_column: date
 SELECT
     machine.date,

@@ -3,7 +3,6 @@
 --   scenario: what one PH/s earns in a day at the day's difficulty, subsidy, average fee per block
 --   and price.
 -- group: network
--- deps: [btc_network_daily, scenario_factors_daily]
 -- partition_column: date
 -- plot: {title: "Hashprice, USD per PH/s per day", x: date, y: [hashprice_usd_per_ph_day], by: scenario}
 WITH scenario_days AS (

@@ -3,7 +3,6 @@
 --   hashrate x hashvalue), revenue, energy and its cost under the site's contract, margin, cost
 --   per BTC, breakeven power price and the fleet's all-in efficiency.
 -- group: economics
--- deps: [mining_output_daily, hashprice_daily, site_power_price_daily, asic_fleet, sites]
 -- partition_column: date
 WITH fleet AS (
     SELECT

@@ -3,7 +3,6 @@
 --   difficulty (compounding monthly from the scenario's from_date), GPU rental prices, and the AI
 --   utilisation it assumes. base is all ones.
 -- group: economics
--- deps: [scenarios]
 -- partition_column: date
 WITH scenario_days AS (
     SELECT

@@ -4,7 +4,6 @@
 --   and the simple payback of converting one MW. AI is valued at the site's own results where it
 --   hosts GPUs, else at the reference GPU, market price and utilisation of settings.yaml.
 -- group: economics
--- deps: [mining_profitability_daily, ai_capacity_daily, curtailment_hourly, hashprice_daily, scenario_factors_daily, gpu_market_prices_daily, asic_fleet, gpu_fleet, sites]
 -- partition_column: date
 -- plot:
 --   title: "Margin per MWh by site, mining against AI (base scenario)"

@@ -2,7 +2,6 @@
 --   Power price per site and UTC day, the plain mean of its 24 hourly all-in prices: the price of
 --   energy drawn evenly over the day, as a fleet running around the clock draws it.
 -- group: energy
--- deps: [site_power_price_hourly]
 -- partition_column: date
 SELECT
     CAST(ts AS DATE) AS date,

@@ -3,8 +3,8 @@
 --   the zone's day-ahead price times the latest FX rate published on or before that day, plus the
 --   adder. Fixed: the contract price.
 -- group: energy
--- deps: [sites, energy_prices_hourly, {fx_rates_daily: {lookback_days: 7}}]
 -- partition_column: ts
+-- lookback_days: {fx_rates_daily: 7}  # a day reads the rates of up to 7 days before it
 WITH hours AS (
     SELECT range AS ts
     FROM range(CAST($start_date AS TIMESTAMPTZ), CAST($end_date AS TIMESTAMPTZ), INTERVAL 1 HOUR)

@@ -1,6 +1,5 @@
 -- description: What hourly curtailment saved per site and calendar month (UTC), base scenario.
 -- group: serving
--- deps: [curtailment_hourly]
 SELECT
     site_id,
     CAST(date_trunc('month', ts) AS DATE) AS month,

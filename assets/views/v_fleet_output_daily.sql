@@ -4,7 +4,6 @@
 --   where they part, one of the two is wrong. The sample's telemetry covers a few hundred
 --   machines, not the whole fleets, so there the two differ by design.
 -- group: serving
--- deps: [fleet_health_daily, mining_output_daily, sites]
 WITH telemetry AS (
     SELECT date, site_id,
            sum(hashrate_th_s) AS hashrate_th_s,

@@ -2,7 +2,6 @@
 --   The morning answer for analysts: per site, its latest UTC day in the base scenario, mining
 --   against AI margin per MWh (before and after depreciation), the better use and the payback.
 -- group: serving
--- deps: [site_economics_daily, sites]
 SELECT
     economics.site_id,
     sites.name AS site_name,
