@@ -26,6 +26,7 @@ from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, WAREHOUSE_DIR
 from pipelines.sources.file_drop import FileDropSettings
 from pipelines.sql_assets import (
     SqlAssetSpec,
+    check_reads,
     flatten,
     load_sql_assets,
     load_views,
@@ -109,6 +110,8 @@ def build_definitions(
             f"every table needs a contract in {contracts_dir} and every contract a table: "
             f"no contract for {without_contract}, no table for {without_table}"
         )
+    # a name no table or view has would pass as an external asset: a typo, refused here
+    check_reads([*sql_specs, *views], {*tables, *(v.table for v in views)})
 
     partitions = settings.partitions
     daily = dg.DailyPartitionsDefinition(

@@ -10,7 +10,6 @@ from pipelines.errors import DeclarationError
 NEW_SQL = """\
 -- description: Fees per block per UTC day.
 -- group: network
--- deps: [btc_network_daily]
 -- partition_column: date
 SELECT date, fees_btc / blocks AS fee_per_block_btc
 FROM btc_network_daily
