@@ -1,9 +1,14 @@
-"""Helpers shared by the connectors: contract column lists, UTC days, empty frames."""
+"""Helpers shared by the connectors: contract column lists, UTC days, empty frames; values cut
+for messages; CSV files checked whole; dates and timestamps checked, never coerced."""
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 import polars as pl
 
@@ -108,3 +113,203 @@ def hourly_means(
         "_source",
         pl.col("_row").cast(pl.Int64),
     )
+
+
+# --- what a connector says about a value, and the files it reads -------------------------------
+
+# A value quoted in a message is cut to this many characters (then an ellipsis and its length):
+# a 100 KB cell must not become a 100 KB message or alert line.
+SHOWN_CHARS = 80
+# A list of names (a header's columns) quoted in a message shows at most this many.
+SHOWN_ITEMS = 10
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`value` as it is quoted in a message: repr() of at most `limit` characters of it, then
+    `… (N characters)` when it was longer."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
+    return repr(value)
+
+
+def shown_list(values: list) -> str:
+    """A list quoted in a message: each item cut by shown(), at most SHOWN_ITEMS of them."""
+    items = [shown(v) for v in values[:SHOWN_ITEMS]]
+    if len(values) > SHOWN_ITEMS:
+        items.append(f"… {len(values) - SHOWN_ITEMS} more")
+    return "[" + ", ".join(items) + "]"
+
+
+def cut(text: str, limit: int = 4 * SHOWN_CHARS) -> str:
+    """Free text (another library's error) cut to `limit` characters, and to its first line."""
+    lines = text.strip().splitlines() or [""]
+    first = lines[0]
+    if len(first) > limit:
+        return f"{first[:limit]}… ({len(first):,} characters)"
+    return first + (" …" if len(lines) > 1 else "")
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def not_text(data: bytes) -> str | None:
+    """Why `data` (a file's first bytes, or all of it) is not UTF-8 CSV text, or None.
+
+    Names what it is instead: gzip, zip (an .xlsx workbook is one), UTF-16/32, binary.
+    """
+    if data.startswith(b"\x1f\x8b"):
+        return "is gzip-compressed, not CSV text: decompress it (gunzip) before dropping it"
+    if data.startswith(b"PK\x03\x04"):
+        return "is a zip archive (an Excel .xlsx workbook is one), not CSV text: export it as CSV"
+    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                      (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):  # fmt: skip
+        if data.startswith(bom):
+            return f"is not UTF-8 text (looks like {name}: it starts with its byte-order mark); " \
+                "save or export it as UTF-8"  # fmt: skip
+    head = data[:4096]
+    if b"\x00" in head:
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        if max(even, odd) >= len(head) // 4 and min(even, odd) <= len(head) // 100:
+            return "is not UTF-8 text (looks like UTF-16: every other byte is 0); " \
+                "save or export it as UTF-8"  # fmt: skip
+        return f"is not CSV text: a NUL byte on line {_line_of(data, data.index(0))} (binary?)"
+    return None
+
+
+def csv_bytes(what: str, path: Path) -> bytes:
+    """A CSV file's bytes, refused (SourceError naming the file, and the line where there is one)
+    unless it is whole UTF-8 CSV text with as many fields on every line as in its header.
+
+    CR-only line endings (classic Mac, Excel's "CSV (Macintosh)") are accepted: Python's csv
+    module reads them, and the bytes returned have LF instead (the same lines, numbered the
+    same). A file cut short (no line end after its last line) is refused as truncated.
+    """
+    from pipelines.sources.errors import SourceError
+
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SourceError(f"{what}: {path}: cannot be read: {cut(str(e))}") from None
+    why = not_text(data)
+    if why:
+        raise SourceError(f"{what}: {path} {why}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SourceError(
+            f"{what}: {path} is not UTF-8 text: byte 0x{data[e.start]:02x} on line "
+            f"{_line_of(data, e.start)} is not UTF-8 (Latin-1 or Windows-1252?); save or export "
+            "it as UTF-8"
+        ) from None
+    if b"\r" in data and b"\n" not in data:  # CR line endings only: the csv module's lines
+        data = data.replace(b"\r", b"\n")
+        text = text.replace("\r", "\n")
+    if data and not data.endswith(b"\n"):
+        line = data.count(b"\n") + 1
+        raise SourceError(
+            f"{what}: {path}: truncated: line {line}, the last, has no line end "
+            "(an export always ends with one); the file is incomplete"
+        )
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = None
+    while True:
+        start = reader.line_num + 1  # the line the next record starts on
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            if "field larger than field limit" in str(e):
+                limit = csv.field_size_limit()
+                if reader.line_num <= start:
+                    span, hint = f"line {start}", ""
+                else:
+                    span = f"lines {start} to {reader.line_num}"
+                    hint = f" (a quote opened on line {start} and not closed?)"
+                raise SourceError(
+                    f"{what}: {path}: {span}: a field is longer than {limit:,} characters, the "
+                    f"CSV reader's limit; no value of a drop file is that long{hint}"
+                ) from None
+            raise SourceError(f"{what}: {path}: line {start}: not CSV: {cut(str(e))}") from None
+        if header is None:
+            header = len(row)
+        elif len(row) not in (0, header):
+            raise SourceError(
+                f"{what}: {path}: line {start} has {len(row)} field(s), the header {header}"
+            )
+    return data
+
+
+# --- dates and timestamps: checked, never coerced ------------------------------------------------
+
+# The raw tables' time columns (data_contracts/): `date` is a DATE, `ts` a TIMESTAMPTZ.
+TIME_COLUMNS = {"date": "DATE", "ts": "TIMESTAMPTZ"}
+DATE_SHAPE = r"^\d{4}-\d{2}-\d{2}$"
+# ISO 8601 / RFC 3339: seconds, an optional fraction, then Z or the UTC offset (+01, +0100, +01:00)
+TS_SHAPE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)$"
+TS_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+RULE = {
+    "DATE": "is not a day, YYYY-MM-DD",
+    "TIMESTAMPTZ": "is not a UTC timestamp with its offset, e.g. 2024-04-02T13:00:00Z or "
+    "2024-04-02T15:00:00.000+02:00",
+}
+
+
+def parsed_time(column: str) -> pl.Expr:
+    """Text column `column` (a key of TIME_COLUMNS) as a date or UTC datetime; null where the
+    text is not exactly of its form (then `why_not_time` says why)."""
+    text = pl.col(column)
+    if TIME_COLUMNS[column] == "DATE":
+        return pl.when(text.str.contains(DATE_SHAPE)).then(
+            text.str.to_date("%Y-%m-%d", strict=False)
+        )
+    parsed = [text.str.to_datetime(f, time_zone="UTC", time_unit="us", strict=False)
+              for f in TS_FORMATS]  # fmt: skip
+    return pl.when(text.str.contains(TS_SHAPE)).then(pl.coalesce(parsed))
+
+
+def utc_day(column: str) -> pl.Expr:
+    """The UTC day of time column `column` (null where it does not parse)."""
+    parsed = parsed_time(column)
+    return parsed if TIME_COLUMNS[column] == "DATE" else parsed.dt.date()
+
+
+def why_not_time(column: str, value: str | None) -> str:
+    """Why `value` of time column `column` did not parse (parsed_time gave null)."""
+    if value is None:
+        return "it is empty"
+    if TIME_COLUMNS[column] == "DATE":
+        if re.match(r"\d{4}-\d{2}-\d{2}", value) and not re.fullmatch(DATE_SHAPE, value):
+            return "it has more than the day (text after YYYY-MM-DD)"
+        if re.fullmatch(DATE_SHAPE, value):
+            return "there is no such day"
+        return "it is not YYYY-MM-DD"
+    day_time = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
+    if re.fullmatch(DATE_SHAPE, value):
+        return "it is a day without a time"
+    if re.fullmatch(day_time + r"(:\d{2}(\.\d+)?)?", value):
+        return "it has no UTC offset (Z or +01:00), so the instant it names is not known"
+    if re.fullmatch(day_time + r"(Z|[+-]\d{2}(:?\d{2})?)", value):
+        return "it has no seconds (HH:MM:SS)"
+    if re.fullmatch(TS_SHAPE, value):
+        return "there is no such date or time"
+    return "it is not ISO 8601 (YYYY-MM-DDTHH:MM:SS[.fff] then Z or the offset, e.g. +01:00)"
+
+
+def check_times(what: str, rows: pl.DataFrame, columns: list[str]) -> None:
+    """Refuse rows (with `_source`, `_row`) whose time `columns` do not parse: SourceError naming
+    the first one's file, line, column, value and the rule, and how many there are."""
+    from pipelines.sources.errors import SourceError
+
+    for column in columns:
+        bad = rows.filter(parsed_time(column).is_null())
+        if bad.is_empty():
+            continue
+        first = bad.row(0, named=True)
+        value = first[column]
+        raise SourceError(
+            f"{what}: {first['_source']} line {first['_row']}: {column} {shown(value)} "
+            f"{RULE[TIME_COLUMNS[column]]}: {why_not_time(column, value)} ({len(bad)} such "
+            f"row(s) in {bad['_source'].n_unique()} file(s))"
+        )

@@ -22,8 +22,11 @@ Rules: values stay text (the warehouse casts and validates them against the cont
 that is not the expected one is refused (SourceError naming the file and the missing and
 unexpected columns); a column named with another unit than the expected one (`price_per_kwh` for
 `price_per_mwh`, `energy_kwh`, `hashrate_ph_s`, `earnings_sats`, ...) is refused naming the file,
-the column and the expected unit: drop files are never converted. A `date` must be YYYY-MM-DD and
-a `ts` an ISO timestamp with its UTC offset (`Z` or `+01:00`), or the file and line are named.
+the column and the expected unit: drop files are never converted. A `date` must be exactly
+YYYY-MM-DD and a `ts` ISO 8601 with seconds (a fraction allowed) and its UTC offset (`Z`, `+01`,
+`+0100` or `+01:00`), or the file, line, value and why are named. A file must be whole UTF-8 CSV
+text: gzip, zip/xlsx, UTF-16 and other encodings are refused naming what they are (common.
+csv_bytes); CR-only line endings are read. Values quoted in messages are cut (common.shown).
 
 Late corrections: every run re-reads the whole folder. When several files hold the same day of
 the same thing (a table's key with its time cut to the UTC day; a pool's (date, subaccount); a
@@ -39,7 +42,6 @@ the window give no rows (the contract's row-count rule then decides).
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -49,7 +51,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.batch import Window
 from pipelines.settings import PROJECT_DIR
-from pipelines.sources.common import COLUMNS, LINEAGE, empty, finish
+from pipelines.sources.common import (
+    COLUMNS,
+    LINEAGE,
+    check_times,
+    csv_bytes,
+    cut,
+    empty,
+    finish,
+    shown,
+    shown_list,
+    utc_day,
+)
 from pipelines.sources.errors import SourceError
 from pipelines.sources.vastai import normalise_gpu
 
@@ -93,7 +106,6 @@ UNITS = {
     "minutes": "minutes", "min": "minute", "mins": "minutes", "second": "second",
     "seconds": "seconds", "day": "day", "days": "days",
 }  # fmt: skip
-TS_FORMATS = ("%Y-%m-%dT%H:%M:%S%#z", "%Y-%m-%d %H:%M:%S%#z", "%Y-%m-%dT%H:%M%#z")
 
 
 class DropFolderSettings(BaseModel):
@@ -176,7 +188,7 @@ def check_header(what: str, path: Path, header: list[str], expected: list[str], 
         expected_unit = EXPECTED_UNIT.get(target, " ".join(UNITS.get(u, u) for u in target))
         given = " ".join(UNITS.get(u, u) for u in units)
         problems.append(
-            f"column {column!r} is "
+            f"column {shown(column)} is "
             + (f"in {given}" if given else "without a unit")
             + f": expected {target!r} in {expected_unit}"
         )
@@ -186,41 +198,27 @@ def check_header(what: str, path: Path, header: list[str], expected: list[str], 
     if problems:
         problems.append("drop files are never converted: export (or convert) in the expected unit")
     if missing:
-        problems.append(f"missing column(s) {missing}")
+        problems.append(f"missing column(s) {shown_list(missing)}")
     if unexpected:
-        problems.append(f"unexpected column(s) {unexpected}")
+        problems.append(f"unexpected column(s) {shown_list(unexpected)}")
     raise SourceError(
         f"{what}: {path}: wrong header: " + "; ".join(problems)
         + f"; expected the header {','.join(expected)}"
     )  # fmt: skip
 
 
-def _check_complete(what: str, path: Path) -> None:
-    """A file cut short (a copy or upload that stopped) must not load as if it were whole."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        line = data.count(b"\n") + 1
-        raise SourceError(
-            f"{what}: {path}: truncated: line {line}, the last, has no line end "
-            "(an export always ends with one); the file is incomplete"
-        )
-    lines = data.decode("utf-8-sig", errors="replace").splitlines()
-    widths = [len(row) for row in csv.reader(lines)]
-    for number, width in enumerate(widths[1:], start=2):
-        if width not in (0, widths[0]):
-            raise SourceError(
-                f"{what}: {path}: line {number} has {width} field(s), the header {widths[0]}"
-            )
-
-
 def _scan(what: str, path: Path, expected: list[str], optional=()) -> pl.LazyFrame:
-    """One file, every value as trimmed text, with `_source` and `_row` (its line number)."""
-    _check_complete(what, path)
+    """One file, every value as trimmed text, with `_source` and `_row` (its line number).
+
+    The file is checked whole first (common.csv_bytes: UTF-8 text, not cut short, no ragged
+    line), and what was checked is what is read.
+    """
+    data = csv_bytes(what, path)
     try:
-        frame = pl.scan_csv(path, infer_schema=False)
+        frame = pl.scan_csv(data, infer_schema=False)
         names = frame.collect_schema().names()
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise SourceError(f"{what}: {path}: not a readable CSV file: {e}") from None
+    except pl.exceptions.PolarsError as e:
+        raise SourceError(f"{what}: {path}: not a readable CSV file: {cut(str(e))}") from None
     header = [n.strip().lower() for n in names]
     check_header(what, path, header, expected, optional)
     frame = frame.rename(dict(zip(names, header, strict=True)))
@@ -239,13 +237,15 @@ def _read(
 ) -> pl.DataFrame:
     """The files' rows of the window, with `_day` (UTC day) and `_rank` (the file's position).
 
-    A row whose day does not parse stops the read: it cannot be placed in a partition.
+    A row whose day does not parse stops the read: it cannot be placed in a partition. A `date`
+    must be exactly YYYY-MM-DD, a `ts` ISO 8601 with seconds (a fraction allowed) and its UTC
+    offset (common.parsed_time): nothing is guessed.
     """
     frames = [
         _scan(what, path, expected, optional).with_columns(pl.lit(rank).alias("_rank"))
         for rank, path in enumerate(files)
     ]
-    frame = pl.concat(frames).with_columns(_day(time).alias("_day"))
+    frame = pl.concat(frames).with_columns(utc_day(time).alias("_day"))
     in_window = (pl.col("_day") >= window.start) & (pl.col("_day") < window.end)
     try:
         rows = frame.filter(pl.col("_day").is_null() | in_window).collect()
@@ -254,28 +254,11 @@ def _read(
             try:
                 one.collect()
             except pl.exceptions.PolarsError as e:
-                detail = str(e).splitlines()[0]
+                detail = cut(str(e))
                 raise SourceError(f"{what}: {path}: not a readable CSV file: {detail}") from None
-        raise SourceError(f"{what}: reading {files[0].parent}: {e}") from None
-    bad = rows.filter(pl.col("_day").is_null())
-    if not bad.is_empty():
-        first = bad.row(0, named=True)
-        shape = "a UTC timestamp with its offset, e.g. 2024-04-02T13:00:00Z" if time == "ts" \
-            else "a day, YYYY-MM-DD"  # fmt: skip
-        raise SourceError(
-            f"{what}: {first['_source']} line {first['_row']}: {time} {first[time]!r} is not "
-            f"{shape} ({len(bad)} such row(s) in {bad['_source'].n_unique()} file(s))"
-        )
+        raise SourceError(f"{what}: reading {files[0].parent}: {cut(str(e))}") from None
+    check_times(what, rows.filter(pl.col("_day").is_null()), [time])
     return rows
-
-
-def _day(time: str) -> pl.Expr:
-    if time == "ts":
-        parsed = [
-            pl.col("ts").str.to_datetime(f, time_zone="UTC", strict=False) for f in TS_FORMATS
-        ]
-        return pl.coalesce(parsed).dt.date()
-    return pl.col(time).str.to_date("%Y-%m-%d", strict=False)
 
 
 def newest(frame: pl.DataFrame, entity: list[str]) -> pl.DataFrame:
@@ -287,7 +270,7 @@ def newest(frame: pl.DataFrame, entity: list[str]) -> pl.DataFrame:
 
 
 def _sites(subaccounts: list[str]) -> str:
-    return ", ".join(sorted(subaccounts))
+    return ", ".join(sorted(subaccounts))  # mapped ones: named in sources.yaml, not the file
 
 
 class FileDropConnector:
@@ -345,7 +328,8 @@ class FileDropConnector:
                 (pl.col("_day") == first["_day"]) & (pl.col("subaccount") == first["subaccount"])
             )["_row"].to_list()
             raise SourceError(
-                f"{what}: {first['_source']} lines {lines}: sub-account {first['subaccount']!r} "
+                f"{what}: {first['_source']} lines {lines}: sub-account "
+                f"{shown(first['subaccount'])} "
                 f"appears more than once on {first['_day']} (its earnings would be summed twice)"
             )
         unknown = pool.filter(~pl.col("subaccount").is_in(list(settings.subaccounts)))
@@ -354,7 +338,8 @@ class FileDropConnector:
             names = sorted(set(unknown["subaccount"].drop_nulls().to_list()))
             raise SourceError(
                 f"{what}: {first['_source']} line {first['_row']}: unknown sub-account "
-                f"{first['subaccount']!r} (unknown in the window: {names}); map every sub-account "
+                f"{shown(first['subaccount'])} (unknown in the window: {shown_list(names)}); map "
+                "every sub-account "
                 f"to its site_id under `subaccounts` (mapped: {sorted(settings.subaccounts)})"
             )
         earnings = pl.col("earnings_btc").cast(pl.Float64, strict=False)
@@ -363,7 +348,7 @@ class FileDropConnector:
             first = not_numbers.row(0, named=True)
             raise SourceError(
                 f"{what}: {first['_source']} line {first['_row']}: earnings_btc "
-                f"{first['earnings_btc']!r} is not a number of BTC"
+                f"{shown(first['earnings_btc'])} is not a number of BTC"
             )
         per_site = (
             pool.with_columns(
@@ -383,7 +368,8 @@ class FileDropConnector:
         if not no_fleet.is_empty():
             lines = [
                 f"{r['_pool_source']} line {r['_pool_row']}: pool earnings of site "
-                f"{r['site_id']!r} on {r['_day']} (sub-account(s) {_sites(r['_subaccounts'])})"
+                f"{shown(r['site_id'])} on {r['_day']} (sub-account(s) "
+                f"{_sites(r['_subaccounts'])})"
                 for r in no_fleet.head(5).iter_rows(named=True)
             ]
             raise SourceError(
@@ -399,7 +385,7 @@ class FileDropConnector:
                 for site in no_pool["site_id"].to_list()
             }
             lines = [
-                f"{r['_source']} line {r['_row']}: fleet row of site {r['site_id']!r} on "
+                f"{r['_source']} line {r['_row']}: fleet row of site {shown(r['site_id'])} on "
                 f"{r['_day']} (its sub-accounts: {mapped[r['site_id']] or 'none mapped'})"
                 for r in no_pool.head(5).iter_rows(named=True)
             ]

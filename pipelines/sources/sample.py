@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.batch import Window
 from pipelines.settings import SAMPLE_DATA_DIR
+from pipelines.sources.common import TIME_COLUMNS, check_times, csv_bytes, cut, shown_list, utc_day
+from pipelines.sources.errors import SourceError
 from pipelines.telemetry import generate_sql
 
 
@@ -22,7 +24,15 @@ class SampleSettings(BaseModel):
 
 
 class SampleConnector:
-    """Reads `<table>.csv` from the sample folder, keeping the window's rows."""
+    """Reads `<table>.csv` from the sample folder, keeping the window's rows.
+
+    The file is checked whole as drop files are (common.csv_bytes: UTF-8 text, not cut short,
+    no ragged line), and its `date`/`ts` values too, every row (common.check_times): a `date`
+    exactly YYYY-MM-DD, a `ts` ISO 8601 with seconds and its UTC offset. A value that is not
+    stops the read naming the file, line, column, value and why (DuckDB's cast would take
+    `2024-04-10x` as 2024-04-10, and a time without an offset as UTC). Rows are placed by the
+    UTC day of that value. The other values stay text, cast and checked by the contract.
+    """
 
     Settings: ClassVar[type[BaseModel]] = SampleSettings
     tables: ClassVar[set[str]] = {
@@ -42,10 +52,23 @@ class SampleConnector:
                 f"row_number() OVER (ORDER BY ts, machine_id) AS _row "
                 f"FROM ({generate_sql(machines, window)})"
             )
+        what = f"sample ({table})"
         path = self.data_dir / f"{table}.csv"
+        data = csv_bytes(what, path)
         # All columns as text: the contract casts them, and reports a value that does not cast.
-        frame = pl.read_csv(path, infer_schema=False).with_row_index("_row", offset=2)
-        day = pl.col(partition_column).str.slice(0, 10)
-        return frame.filter(
-            (day >= window.start.isoformat()) & (day < window.end.isoformat())
-        ).with_columns(pl.lit(str(path)).alias("_source"))
+        try:
+            frame = pl.read_csv(data, infer_schema=False)
+        except pl.exceptions.PolarsError as e:
+            raise SourceError(f"{what}: {path}: not a readable CSV file: {cut(str(e))}") from None
+        frame = frame.with_row_index("_row", offset=2).with_columns(
+            pl.lit(str(path)).alias("_source")
+        )
+        times = [c for c in TIME_COLUMNS if c in frame.columns]
+        check_times(what, frame, times)
+        if partition_column not in frame.columns:
+            raise SourceError(
+                f"{what}: {path}: no column {partition_column!r} to place the rows in days "
+                f"(the header: {shown_list(frame.columns[1:-1])})"
+            )
+        day = utc_day(partition_column)
+        return frame.filter((day >= window.start) & (day < window.end))
