@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sqlite3
+import tempfile
+import weakref
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -88,10 +91,14 @@ class Lake:
         memory_limit: str | None = None,
     ) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with the lake attached as `lake` and in use, in UTC."""
-        config = dict(NO_DOWNLOADS)
+        # A spill folder of its own: an in-memory DuckDB spills to `.tmp` in the working
+        # directory, which two processes there share, and one deletes the other's files.
+        spill = tempfile.mkdtemp(prefix="megawatt-duckdb-")
+        config = dict(NO_DOWNLOADS, temp_directory=spill)
         if memory_limit:
             config["memory_limit"] = memory_limit
         con = duckdb.connect(config=config)
+        weakref.finalize(con, shutil.rmtree, spill, True)
         try:
             for name in self.extensions():
                 con.execute(f"LOAD '{_literal(extension_path(name))}'")
