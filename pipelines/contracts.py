@@ -159,6 +159,11 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def literal(text: str) -> str:
+    """A SQL string literal, for statements that take no parameters (DDL, views)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True)
 class Rule:
     """A check every row (``condition``) or the table as a whole must pass."""
@@ -213,18 +218,16 @@ class Contract:
 
     def create_table_sql(self) -> str:
         cols = ",\n  ".join(
-            f'"{c.name}" {c.type}{" NOT NULL" if c.required else ""}' for c in self.columns
+            f"{quote(c.name)} {c.type}{' NOT NULL' if c.required else ''}" for c in self.columns
         )
-        return f'CREATE TABLE IF NOT EXISTS "{self.table}" (\n  {cols}\n)'
+        return f"CREATE TABLE IF NOT EXISTS {quote(self.table)} (\n  {cols}\n)"
 
     def comment_sql(self) -> list[str]:
-        def quote(text: str) -> str:
-            return "'" + text.replace("'", "''") + "'"
-
-        statements = [f'COMMENT ON TABLE "{self.table}" IS {quote(self.description)}']
+        statements = [f"COMMENT ON TABLE {quote(self.table)} IS {literal(self.description)}"]
         for c in self.columns:
             text = c.description + (f" [{c.unit}]" if c.unit else "")
-            statements.append(f'COMMENT ON COLUMN "{self.table}"."{c.name}" IS {quote(text)}')
+            column = f"{quote(self.table)}.{quote(c.name)}"
+            statements.append(f"COMMENT ON COLUMN {column} IS {literal(text)}")
         return statements
 
 

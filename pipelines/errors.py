@@ -16,3 +16,35 @@ class ContractViolation(MegawattError):
         super().__init__(message)
         self.validation = validation  # every rule's result, for asset checks
         self.contract = contract  # the contract broken
+
+
+# A value quoted in a message is cut to this many characters (then an ellipsis and its length):
+# a 100 KB cell must not become a 100 KB message or alert line.
+SHOWN_CHARS = 80
+# A list of names (a header's columns) quoted in a message shows at most this many.
+SHOWN_ITEMS = 10
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`value` as it is quoted in a message: repr() of at most `limit` characters of it, then
+    `… (N characters)` when it was longer."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
+    return repr(value)
+
+
+def shown_list(values: list) -> str:
+    """A list quoted in a message: each item cut by shown(), at most SHOWN_ITEMS of them."""
+    items = [shown(v) for v in values[:SHOWN_ITEMS]]
+    if len(values) > SHOWN_ITEMS:
+        items.append(f"… {len(values) - SHOWN_ITEMS} more")
+    return "[" + ", ".join(items) + "]"
+
+
+def cut(text: str, limit: int = 4 * SHOWN_CHARS) -> str:
+    """Free text (another library's error) cut to `limit` characters, and to its first line."""
+    lines = text.strip().splitlines() or [""]
+    first = lines[0]
+    if len(first) > limit:
+        return f"{first[:limit]}… ({len(first):,} characters)"
+    return first + (" …" if len(lines) > 1 else "")

@@ -19,10 +19,24 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pipelines.batch import Window
-from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Contract, Rule, quote, utc_day
+from pipelines.contracts import (
+    COLUMNS_RULE,
+    TYPES_RULE,
+    Column,
+    Contract,
+    Rule,
+    literal,
+    quote,
+    utc_day,
+)
+from pipelines.errors import shown
 from pipelines.expectations import failing_rules
 
 LINEAGE_COLUMNS = ("_source", "_row")  # where each incoming row came from, for error messages
+INTEGER_TYPES = {"BIGINT", "INTEGER"}
+FLOAT_TYPES = {"DOUBLE", "FLOAT"}
+INTEGER_TEXT = "[+-]?[0-9]+"  # what text an integer column takes: no fraction, hex or spaces
+NUMBER_TEXT = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"  # decimal, finite
 SAMPLE_ROWS = 5
 
 
@@ -147,20 +161,14 @@ def validate(
 
     described = f"SELECT column_name, column_type FROM (DESCRIBE {incoming})"
     present = dict(con.execute(described).fetchall())
-    source = "_source" if "_source" in present else f"'{origin}'"
+    source = "_source" if "_source" in present else literal(origin)
     row = "_row" if "_row" in present else "row_number() OVER ()"
-    # a column already of its type (Parquet, a SQL asset) needs no cast, and cannot fail one
-    casts = {
-        c.name: f"raw.{quote(c.name)}"
-        if present[c.name] == c.described_type
-        else f"TRY_CAST(raw.{quote(c.name)} AS {c.type})"
-        for c in contract.columns
-    }
+    casts = {c.name: typed_as(f"raw.{quote(c.name)}", present[c.name], c) for c in contract.columns}
     type_failed = (
         " OR ".join(
             f"(raw.{quote(n)} IS NOT NULL AND {cast} IS NULL)"
             for n, cast in casts.items()
-            if cast.startswith("TRY_CAST")
+            if cast != f"raw.{quote(n)}"
         )
         or "false"
     )
@@ -218,7 +226,7 @@ def validate(
         ).fetchall()
     )
     results = [RuleResult(contract.rule(COLUMNS_RULE))]
-    results.append(_type_result(con, contract, casts, counts.get(TYPES_RULE, 0)))
+    results.append(_type_result(con, contract, present, counts.get(TYPES_RULE, 0)))
     for rule in row_rules:
         results.append(_row_result(con, contract, rule, counts.get(rule.name, 0)))
     # a rule on the batch as a whole names the files (or the origin) the batch came from
@@ -280,7 +288,24 @@ def _as_query(rule: Rule, window: Window | None, partition_column: str | None) -
     return Rule(rule.name, rule.description, rule.severity, query=query)
 
 
-def _type_result(con, contract: Contract, casts: dict, failing: int) -> RuleResult:
+def typed_as(value: str, present: str, column: Column) -> str:
+    """SQL for `value` (of DuckDB type `present`) as `column` stores it, NULL where it is none:
+    a check, never a coercion. TRY_CAST alone rounds '251.5' and 251.5 into an integer and reads
+    '0x7a', '1_000' and ' 7 ' as numbers. A value already of the column's type (Parquet, a SQL
+    asset) is taken as it is, and cannot fail."""
+    if present == column.described_type:
+        return value
+    cast = f"TRY_CAST({value} AS {column.type})"
+    if column.type in INTEGER_TYPES and present == "VARCHAR":
+        return f"CASE WHEN regexp_full_match({value}, '{INTEGER_TEXT}') THEN {cast} END"
+    if column.type in INTEGER_TYPES and (present in FLOAT_TYPES or present.startswith("DECIMAL")):
+        return f"CASE WHEN {value} = trunc({value}) THEN {cast} END"
+    if column.type == "DOUBLE" and present == "VARCHAR":
+        return f"CASE WHEN regexp_full_match({value}, '{NUMBER_TEXT}') THEN {cast} END"
+    return cast
+
+
+def _type_result(con, contract: Contract, present: dict, failing: int) -> RuleResult:
     rule = contract.rule(TYPES_RULE)
     if not failing:
         return RuleResult(rule)
@@ -293,14 +318,18 @@ def _type_result(con, contract: Contract, casts: dict, failing: int) -> RuleResu
         {**json.loads(r["_raw"]), "_source": r["_source"], "_row": r["_row"]} for r in first_rows
     ]
     first = sample[0]
-    bad = next(  # the first column of the first row whose value does not cast
+    bad = next(  # the first column of the first row whose value is not of its type
         c
         for c in contract.columns
         if first[c.name] is not None
-        and con.execute(f"SELECT TRY_CAST(? AS {c.type}) IS NULL", [first[c.name]]).fetchone()[0]
+        and con.execute(
+            f"SELECT {typed_as('raw.value', present[c.name], c)} IS NULL "
+            f"FROM (SELECT CAST(? AS {present[c.name]}) AS value) AS raw",
+            [first[c.name]],
+        ).fetchone()[0]
     )
     example = (f"first at {_at(first, contract, bad.name)}, column {bad.name!r}, "
-               f"value {first[bad.name]!r} is not {bad.type}")  # fmt: skip
+               f"value {shown(first[bad.name])} is not {bad.type}")  # fmt: skip
     return RuleResult(rule, failing, example, sample)
 
 
@@ -314,9 +343,9 @@ def _row_result(con, contract: Contract, rule: Rule, failing: int) -> RuleResult
     )
     first = sample[0]
     if rule.column:
-        detail = f", column {rule.column!r}, value {first[rule.column]!r}"
+        detail = f", column {rule.column!r}, value {shown(first[rule.column])}"
     else:
-        values = ", ".join(f"{c}={first[c]!r}" for c in _mentioned(rule, contract))
+        values = ", ".join(f"{c}={shown(first[c])}" for c in _mentioned(rule, contract))
         detail = f": {values}" if values else ""
     example = f"first at {_at(first, contract, rule.column)}{detail}"
     return RuleResult(rule, failing, example, sample)

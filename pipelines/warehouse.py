@@ -28,7 +28,7 @@ import duckdb
 import polars as pl
 
 from pipelines.batch import Scan, Window
-from pipelines.contracts import Column, Contract, parse_contract, utc_day
+from pipelines.contracts import Column, Contract, literal, parse_contract, utc_day
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError
 from pipelines.lake import LAKE, S3, Lake, extension_path
 from pipelines.settings import CONTRACTS_DIR
@@ -287,7 +287,7 @@ class Warehouse:
         """(Re)create view `name`; returns its columns (name, type) for the UI."""
         with self.transaction(f"view {name}", run_id) as con:
             con.execute(f"CREATE OR REPLACE VIEW {quote(name)} AS {query}")
-            con.execute(f"COMMENT ON VIEW {quote(name)} IS '{_literal(description)}'")
+            con.execute(f"COMMENT ON VIEW {quote(name)} IS {literal(description)}")
             columns = con.execute(f"DESCRIBE {quote(name)}").fetchall()
         if run_id is None:
             self.publish(None)

@@ -237,3 +237,37 @@ def test_the_writer_works_within_the_declared_memory_limit(project):
     path.write_text(settings.replace('memory_limit: "1GB"', 'memory_limit: "1 gig"'))
     with pytest.raises(DeclarationError, match=r"settings\.yaml.*warehouse.*memory_limit"):
         load_settings(project.assets_dir)
+
+
+@pytest.mark.parametrize("value", ["136.5", "0x7a", "1_000", " 136", "1e2"])
+def test_an_integer_column_refuses_what_is_not_an_integer(warehouse, sample_dir, value):
+    """TRY_CAST would store 136.5 as 137 and 0x7a as 122: a type check refuses them instead."""
+    path = sample_dir / "gpu_market_prices_daily.csv"
+    line = _line_of(path, "2024-04-02,A100,PCIe,on-demand,")
+    _spoil(path, line, "offers", value)
+    report = _write_source(warehouse, "gpu_market_prices_daily", sample_dir)
+    (failure,) = report.validation.failures
+    assert failure.rule.name == "types_match_contract" and failure.rows == 1
+    assert f"row {line} " in failure.example
+    assert f"column 'offers', value {value!r} is not BIGINT" in failure.example
+
+
+def test_a_long_value_is_cut_in_the_message(warehouse, sample_dir):
+    path = sample_dir / "gpu_market_prices_daily.csv"
+    line = _line_of(path, "2024-04-02,A100,PCIe,on-demand,")
+    _spoil(path, line, "offers", "9" * 100_000 + "x")
+    report = _write_source(warehouse, "gpu_market_prices_daily", sample_dir)
+    (failure,) = report.validation.failures
+    assert "… (100,001 characters) is not BIGINT" in failure.example
+    assert len(str(failure)) < 1000
+
+
+def test_a_folder_with_a_quote_in_its_name_is_written_and_named(tmp_path):
+    """The origin of a frame without lineage is a SQL literal, quoted, not spliced."""
+    warehouse = Warehouse(tmp_path / "it's here; DROP TABLE x" / "warehouse")
+    contract = load_contracts()["btc_network_daily"]
+    frame = SampleConnector().fetch("btc_network_daily", WINDOW, "date").drop("_source", "_row")
+    origin = str(tmp_path / "it's here'; DROP TABLE sites; --")
+    report = warehouse.write(contract, frame, origin=origin, window=WINDOW, partition_column="date")
+    assert report.rows_written == 2
+    assert _published(warehouse, "SELECT count(*) FROM btc_network_daily") == [(2,)]

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines.batch import Window
+from pipelines.errors import cut, shown
 
 # The contract's columns of each raw table (data_contracts/<table>.odcs.yaml), in order.
 COLUMNS: dict[str, list[str]] = {
@@ -116,37 +117,6 @@ def hourly_means(
 
 
 # --- what a connector says about a value, and the files it reads -------------------------------
-
-# A value quoted in a message is cut to this many characters (then an ellipsis and its length):
-# a 100 KB cell must not become a 100 KB message or alert line.
-SHOWN_CHARS = 80
-# A list of names (a header's columns) quoted in a message shows at most this many.
-SHOWN_ITEMS = 10
-
-
-def shown(value: object, limit: int = SHOWN_CHARS) -> str:
-    """`value` as it is quoted in a message: repr() of at most `limit` characters of it, then
-    `… (N characters)` when it was longer."""
-    if isinstance(value, str) and len(value) > limit:
-        return f"{value[:limit]!r}… ({len(value):,} characters)"
-    return repr(value)
-
-
-def shown_list(values: list) -> str:
-    """A list quoted in a message: each item cut by shown(), at most SHOWN_ITEMS of them."""
-    items = [shown(v) for v in values[:SHOWN_ITEMS]]
-    if len(values) > SHOWN_ITEMS:
-        items.append(f"… {len(values) - SHOWN_ITEMS} more")
-    return "[" + ", ".join(items) + "]"
-
-
-def cut(text: str, limit: int = 4 * SHOWN_CHARS) -> str:
-    """Free text (another library's error) cut to `limit` characters, and to its first line."""
-    lines = text.strip().splitlines() or [""]
-    first = lines[0]
-    if len(first) > limit:
-        return f"{first[:limit]}… ({len(first):,} characters)"
-    return first + (" …" if len(lines) > 1 else "")
 
 
 def _line_of(data: bytes, offset: int) -> int:

@@ -50,17 +50,15 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.batch import Window
+from pipelines.errors import cut, shown, shown_list
 from pipelines.settings import PROJECT_DIR
 from pipelines.sources.common import (
     COLUMNS,
     LINEAGE,
     check_times,
     csv_bytes,
-    cut,
     empty,
     finish,
-    shown,
-    shown_list,
     utc_day,
 )
 from pipelines.sources.errors import SourceError

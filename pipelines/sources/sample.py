@@ -10,8 +10,9 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.batch import Window
+from pipelines.errors import cut, shown_list
 from pipelines.settings import SAMPLE_DATA_DIR
-from pipelines.sources.common import TIME_COLUMNS, check_times, csv_bytes, cut, shown_list, utc_day
+from pipelines.sources.common import TIME_COLUMNS, check_times, csv_bytes, utc_day
 from pipelines.sources.errors import SourceError
 from pipelines.telemetry import generate_sql
 

@@ -27,15 +27,8 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from pipelines.batch import Window
-from pipelines.sources.common import (
-    COLUMNS,
-    RULE,
-    TS_SHAPE,
-    cut,
-    not_text,
-    shown,
-    why_not_time,
-)
+from pipelines.errors import cut, shown
+from pipelines.sources.common import COLUMNS, RULE, TS_SHAPE, not_text, why_not_time
 from pipelines.sources.errors import SourceError
 from pipelines.sources.file_drop import DropFolderSettings, check_header, existing_folder
 from pipelines.telemetry import scan_sql
