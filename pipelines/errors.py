@@ -9,6 +9,11 @@ class DeclarationError(MegawattError):
     """A declaration or contract under assets/ or data_contracts/ is wrong."""
 
 
+class RuleError(MegawattError):
+    """A rule could not be evaluated (its SQL failed on the data): an error of the run, never a
+    rule that failed."""
+
+
 class ContractViolation(MegawattError):
     """Data broke a blocking rule of its table's contract; nothing was written."""
 

@@ -1,13 +1,13 @@
 """Great Expectations judges each batch against its contract's rules, through the writer's own
-DuckDB connection, inside the write's transaction (the batch is uncommitted, and no other
-process may open the file).
+DuckDB connection, inside the write's transaction (the batch is staged there, uncommitted).
 
 GX's SQL datasource on DuckDB loses its results (GX #11579: it fetches after the connection went
 back to the pool, which rolled it back). Here SQLAlchemy gets the writer's connection wrapped so
 that begin, commit, rollback and close do nothing: the pipeline alone ends its transaction, and
 GX's fetch finds its result intact. GX decides which rules fail (BOOLEAN_ONLY: one bundled query
 for the column rules, one count per row condition); the writer then asks DuckDB which rows, only
-for the rules that failed.
+for the rules that failed. A rule whose SQL fails on the data is an error of the write, named
+with its rule, never a rule that failed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from functools import cache
 import duckdb
 
 from pipelines.contracts import Rule
+from pipelines.errors import RuleError, cut
 
 # GX warns that it has no DuckDB type module; only type expectations reach it, not these rules.
 logging.getLogger("great_expectations.expectations.type_comparison").setLevel(logging.ERROR)
@@ -29,11 +30,27 @@ def _gx():
     """Import GX once, on first use (the import costs seconds)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
-    from duckdb_engine import ConnectionWrapper
+    from duckdb_engine import ConnectionWrapper, CursorWrapper
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    class RecordingCursor(CursorWrapper):
+        def execute(self, statement, parameters=None, context=None):
+            try:
+                return super().execute(statement, parameters, context)
+            except Exception as e:  # the first is the cause: it aborts the transaction
+                self.connection.errors.append((statement, str(e)))
+                raise
+
     class BorrowedConnection(ConnectionWrapper):
-        """The writer's connection as SQLAlchemy sees it; the transaction stays the writer's."""
+        """The writer's connection as SQLAlchemy sees it; the transaction stays the writer's.
+        It records the errors its statements meet (GX keeps only each rule's last)."""
+
+        def __init__(self, con):
+            super().__init__(con)
+            self.errors: list[tuple[str, str]] = []
+
+        def cursor(self):
+            return RecordingCursor(self._ConnectionWrapper__c, self)
 
         def begin(self) -> None:
             pass
@@ -95,12 +112,14 @@ def failing_rules(con: duckdb.DuckDBPyConnection, relation: str, rules: list[Rul
     gx, _, BorrowedConnection, _, context = _gx()
     from sqlalchemy.pool import StaticPool
 
+    borrowed = BorrowedConnection(con)
+
     source = context.data_sources.add_sql(
         f"writer_{uuid.uuid4().hex}",
         connection_string="duckdb://",  # never opened: `creator` lends the writer's connection
         create_temp_table=False,
         kwargs={
-            "creator": lambda: BorrowedConnection(con),
+            "creator": lambda: borrowed,
             "poolclass": StaticPool,
             "pool_reset_on_return": None,
         },
@@ -113,13 +132,40 @@ def failing_rules(con: duckdb.DuckDBPyConnection, relation: str, rules: list[Rul
     finally:
         context.data_sources.delete(source.name)
     raised = [
-        (o.expectation_config.meta["rule"], o.exception_info.get("exception_message", ""))
+        (o.expectation_config.meta["rule"], message)
         for o in result.results
-        if o.exception_info and o.exception_info.get("raised_exception")
+        for message in _errors(o.exception_info)
     ]
-    if raised:  # the cause, not the aborted transaction that every later query then reports
-        rule, message = next(
-            ((r, m) for r, m in raised if "transaction is aborted" not in m), raised[0]
-        )
-        raise RuntimeError(f"Great Expectations could not evaluate rule {rule!r}: {message}")
+    if raised:
+        # The first error aborts the writer's transaction, and GX keeps for each rule its last
+        # error: then every rule reports the aborted transaction. The cause is the first error
+        # the connection met, whose SQL names the rule.
+        causes = [(r, m) for r, m in raised if ABORTED not in m]
+        causes += [(_rule_in(sql, rules), m) for sql, m in borrowed.errors if ABORTED not in m]
+        rule, message = (causes or raised)[0]
+        raise RuleError(f"rule {rule!r} could not be evaluated: {cut(message)}")
     return {o.expectation_config.meta["rule"] for o in result.results if not o.success}
+
+
+ABORTED = "transaction is aborted"
+
+
+def _rule_in(statement: str, rules: list[Rule]) -> str:
+    """The rule whose SQL the failed `statement` ran, or 'unknown'."""
+    for rule in rules:
+        sql = rule.condition or (rule.query or "").replace("{object}", "")
+        if sql and sql in statement:
+            return rule.name
+    return "unknown"
+
+
+def _errors(exception_info: dict | None) -> list[str]:
+    """The messages of the errors GX met evaluating one expectation. GX 1.x puts them at the
+    top level, or (1.24, for a metric that failed) nested under each metric's id."""
+    if not exception_info:
+        return []
+    if "raised_exception" in exception_info:
+        infos = [exception_info]
+    else:
+        infos = [i for i in exception_info.values() if isinstance(i, dict)]
+    return [i.get("exception_message") or "" for i in infos if i.get("raised_exception")]

@@ -29,7 +29,7 @@ import polars as pl
 
 from pipelines.batch import Scan, Window
 from pipelines.contracts import Column, Contract, literal, parse_contract, utc_day
-from pipelines.errors import ContractViolation, DeclarationError, MegawattError
+from pipelines.errors import ContractViolation, DeclarationError, MegawattError, RuleError
 from pipelines.lake import LAKE, S3, Lake, extension_path
 from pipelines.settings import CONTRACTS_DIR
 from pipelines.validation import Validation, fetch_dicts, quote, validate
@@ -217,7 +217,13 @@ class Warehouse:
 
     @staticmethod
     def _validate(con, contract: Contract, relation: str, origin: str, window, column):
-        validation = validate(con, contract, relation, origin, window, column)
+        try:
+            validation = validate(con, contract, relation, origin, window, column)
+        except RuleError as e:
+            raise RuleError(
+                f"{contract.table}: {e} (in {contract.path}); nothing was written"
+            ) from None
+
         blocking = validation.blocking(quarantined=contract.quarantine)
         if blocking:
             # the row-level failures too: they may be why a table-level rule failed

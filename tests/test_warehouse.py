@@ -3,15 +3,16 @@ and in the published copy, and a bad row is reported with its file, row, column,
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from datetime import date
 
 import pytest
 
 from pipelines.batch import Window
-from pipelines.contracts import load_contracts
+from pipelines.contracts import Rule, load_contracts
 from pipelines.declarations import load_infrastructure, load_settings
-from pipelines.errors import ContractViolation, DeclarationError
+from pipelines.errors import ContractViolation, DeclarationError, RuleError
 from pipelines.settings import ASSETS_DIR, SAMPLE_DATA_DIR
 from pipelines.sources.sample import SampleConnector, SampleSettings
 from pipelines.warehouse import Warehouse
@@ -271,3 +272,19 @@ def test_a_folder_with_a_quote_in_its_name_is_written_and_named(tmp_path):
     report = warehouse.write(contract, frame, origin=origin, window=WINDOW, partition_column="date")
     assert report.rows_written == 2
     assert _published(warehouse, "SELECT count(*) FROM btc_network_daily") == [(2,)]
+
+
+def test_a_rule_that_cannot_be_evaluated_is_an_error_not_a_failure(with_sites):
+    """Great Expectations reports the error of a rule's SQL nested per metric; it surfaces as an
+    error of the write, naming the rule and the contract, and nothing is written."""
+    contract = load_contracts()["mining_output_daily"]
+    broken = Rule("site_id_is_a_number", "a rule whose SQL fails on the data", "warning",
+                  condition="CAST(site_id AS INTEGER) > 0")  # fmt: skip
+    contract = dataclasses.replace(contract, rules=(*contract.rules, broken))
+    frame = SampleConnector().fetch("mining_output_daily", WINDOW, "date")
+    with pytest.raises(RuleError, match=r"mining_output_daily: rule 'site_id_is_a_number' could "
+                       r"not be evaluated: .*Could not convert.*nothing was written"):  # fmt: skip
+        with_sites.write(contract, frame, origin="test", window=WINDOW, partition_column="date")
+    with with_sites.latest() as con:
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = "
+                           "'mining_output_daily'").fetchone() == (0,)  # fmt: skip
