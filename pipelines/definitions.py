@@ -33,6 +33,7 @@ from pipelines.sql_assets import (
     parse_sql_asset,
 )
 from pipelines.upkeep import publish_failed, publish_succeeded, upkeep_job, upkeep_schedule
+from pipelines.validation import check_rules
 from pipelines.warehouse import QUARANTINE_TABLE, Rollup
 
 DAILY_JOB = "daily"
@@ -90,6 +91,7 @@ def build_definitions(
     views = load_views(assets_dir)
 
     contracts = load_contracts(contracts_dir)
+    check_rules(contracts)
 
     rollups = {  # what is stored of the sources too big to store row by row
         name: parse_sql_asset(assets_dir / "rollups" / f"{source.stored_as}.sql")

@@ -29,7 +29,7 @@ from pipelines.contracts import (
     quote,
     utc_day,
 )
-from pipelines.errors import shown
+from pipelines.errors import DeclarationError, cut, shown
 from pipelines.expectations import failing_rules
 
 LINEAGE_COLUMNS = ("_source", "_row")  # where each incoming row came from, for error messages
@@ -399,3 +399,30 @@ def _row_count(
         return RuleResult(rule)
     example = f"first: {bad[0]['day']} has {bad[0]['rows']} row(s) {batch}"
     return RuleResult(rule, len(bad), example, bad[:SAMPLE_ROWS])
+
+
+def check_rules(contracts: dict[str, Contract]) -> None:
+    """Every rule's SQL binds against the tables the contracts declare (empty, in memory): a
+    misspelt column or table, or a wrong type, fails when the definitions load, naming the
+    contract and the rule, not mid-run."""
+    con = duckdb.connect()
+    for contract in contracts.values():
+        con.execute(contract.create_table_sql())
+    for contract in contracts.values():
+        table = quote(contract.table)
+        for rule in contract.rules:
+            if rule.condition:  # `new` is the row, as where the rule runs
+                sql = f"SELECT * FROM {table} AS new WHERE ({rule.condition}) IS FALSE"
+            elif rule.query:
+                sql = rule.query.replace("{object}", table)
+            else:
+                continue
+            try:
+                con.execute(f"EXPLAIN {sql}")
+            except duckdb.Error as e:
+                reason = str(e).splitlines()[0]
+                raise DeclarationError(
+                    f"{contract.path}: rule {rule.name!r} does not run on the table the "
+                    f"contract declares: {cut(reason)}"
+                ) from None
+    con.close()

@@ -729,3 +729,27 @@ def test_the_contract_itself_is_checked(tmp_path, edit, expected):
     path = write(tmp_path, COLUMN)
     path.write_text(path.read_text().replace(*edit, 1))
     assert re.search(expected, refused(path))
+
+
+@pytest.mark.parametrize(
+    ("rule", "wrong", "reason"),
+    [
+        ("hashrate_th_s = 0 OR energy_mwh > 0", "hashrate_th_s = 0 OR energy_mvh > 0",
+         'Referenced column "energy_mvh" not found'),
+        ("site_id IN (SELECT site_id FROM sites)", "site_id IN (SELECT site_id FROM sitez)",
+         "Table with name sitez does not exist"),
+        ("date <= CAST(now() AS DATE)", "date <= 'last week' + 1", "Binder Error"),
+    ],
+)  # fmt: skip
+def test_a_rule_that_does_not_bind_fails_when_the_definitions_load(project, rule, wrong, reason):
+    """A typo in a rule is caught at load, naming the contract and the rule, not mid-run."""
+    path = project.contracts_dir / "mining_output_daily.odcs.yaml"
+    text = path.read_text()
+    assert rule in text
+    path.write_text(text.replace(rule, wrong))
+    with pytest.raises(DeclarationError) as refused:
+        project.definitions()
+    message = str(refused.value)
+    assert message.startswith(f"{path}: rule '")
+    assert "does not run on the table the contract declares" in message
+    assert reason in message, message
