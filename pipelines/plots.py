@@ -15,6 +15,7 @@ import duckdb
 from pydantic import Field
 
 from pipelines.declarations import Strict
+from pipelines.sqltext import quote
 
 
 class PlotSpec(Strict):
@@ -31,9 +32,9 @@ def render_png(con: duckdb.DuckDBPyConnection, table: str, spec: PlotSpec) -> by
     matplotlib.use("Agg")  # no display here
     import matplotlib.pyplot as plt
 
-    columns = [spec.x, *spec.y, *([spec.by] if spec.by else [])]
-    where = f"WHERE {spec.where}" if spec.where else ""
-    frame = con.sql(f'SELECT {", ".join(columns)} FROM "{table}" {where} ORDER BY {spec.x}').pl()
+    columns = ", ".join(quote(c) for c in [spec.x, *spec.y, *([spec.by] if spec.by else [])])
+    where = f"WHERE {spec.where}" if spec.where else ""  # SQL of the header, like a rule's
+    frame = con.sql(f"SELECT {columns} FROM {quote(table)} {where} ORDER BY {quote(spec.x)}").pl()
     groups = frame.partition_by(spec.by, as_dict=True) if spec.by else {(None,): frame}
     figure, axes = plt.subplots(len(spec.y), 1, figsize=(9, 2.6 * len(spec.y)), sharex=True,
                                 squeeze=False)  # fmt: skip

@@ -22,6 +22,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from pipelines.batch import Scan, Window
+from pipelines.sqltext import literal
 
 SLOTS_PER_DAY = 144  # one row per machine every 10 minutes
 AGEING_FROM = date(2024, 1, 1)  # the day the ageing machines start drifting
@@ -40,7 +41,7 @@ def generate_sql(
     given) for the UTC days of `window`. It reads the fleets from table `asic_fleet`."""
     # u(k): the k-th 16 bits of a hash as a uniform draw in [0, 1)
     u = "((({h} >> {shift}) & 65535) / 65536.0)"
-    where_site = "" if site_id is None else f"WHERE site_id = '{site_id}'"
+    where_site = "" if site_id is None else f"WHERE site_id = {literal(site_id)}"
     per_slot, per_day, per_machine = "h_slot", "h_day", "h_machine"
     return f"""
 WITH cumulative AS (
@@ -137,7 +138,8 @@ def write_files(
                 machines, Window(day, day + timedelta(days=1)), site_id=site, **options
             )
             con.execute(
-                f"COPY ({query} ORDER BY ts, machine_id) TO '{path}' ({copy_options[file_format]})"
+                f"COPY ({query} ORDER BY ts, machine_id) TO {literal(str(path))} "
+                f"({copy_options[file_format]})"
             )
             written.append(path)
     con.close()
@@ -148,7 +150,7 @@ def scan_sql(files: list[Path]) -> Scan:
     """A query over telemetry drop files with `_source` (the file) and `_row` (its row, or line
     for CSV), for the warehouse to validate where they lie. Parquet keeps its types (and is
     validated without a copy); CSV arrives as text and is typed by the contract's casts."""
-    listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    listing = ", ".join(literal(str(f)) for f in files)
     parquet = [f for f in files if f.suffix == ".parquet"]
     if len(parquet) == len(files):
         return Scan(

@@ -19,18 +19,10 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pipelines.batch import Window
-from pipelines.contracts import (
-    COLUMNS_RULE,
-    TYPES_RULE,
-    Column,
-    Contract,
-    Rule,
-    literal,
-    quote,
-    utc_day,
-)
+from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Column, Contract, Rule, utc_day
 from pipelines.errors import DeclarationError, cut, shown
 from pipelines.expectations import failing_rules
+from pipelines.sqltext import literal, quote
 
 LINEAGE_COLUMNS = ("_source", "_row")  # where each incoming row came from, for error messages
 INTEGER_TYPES = {"BIGINT", "INTEGER"}

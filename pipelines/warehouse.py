@@ -28,11 +28,12 @@ import duckdb
 import polars as pl
 
 from pipelines.batch import Scan, Window
-from pipelines.contracts import Column, Contract, literal, parse_contract, utc_day
+from pipelines.contracts import Column, Contract, parse_contract, utc_day
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError, RuleError
 from pipelines.lake import LAKE, S3, Lake, extension_path
 from pipelines.settings import CONTRACTS_DIR
-from pipelines.validation import Validation, fetch_dicts, quote, validate
+from pipelines.sqltext import literal, quote
+from pipelines.validation import Validation, fetch_dicts, validate
 
 QUARANTINE_TABLE = "quarantine"
 PREVIEW_ROWS = 5
@@ -488,7 +489,7 @@ class Warehouse:
         """Copy every table and view of the old file `source` into the lake, in one transaction;
         a table with a contract gets the contract's shape."""
         with self._connect_latest() as con:  # attached for the writer's every cursor
-            con.execute(f"ATTACH '{_literal(str(source))}' AS legacy (READ_ONLY)")
+            con.execute(f"ATTACH {literal(str(source))} AS legacy (READ_ONLY)")
         try:
             with self.transaction("migrate from pipeline.duckdb", None) as con:
                 names = [n for (n,) in con.execute(
@@ -701,7 +702,3 @@ def _as_time(text: str) -> datetime | None:
             moment += timedelta(days=1) - timedelta(microseconds=1)
         moment = moment.replace(tzinfo=UTC)
     return moment
-
-
-def _literal(text: str) -> str:
-    return text.replace("'", "''")

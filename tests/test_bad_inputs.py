@@ -23,7 +23,7 @@ from pipelines.settings import ASSETS_DIR
 from pipelines.sources.errors import SourceError
 from pipelines.sources.file_drop import FileDropConnector, FileDropSettings
 from pipelines.sources.sample import SampleConnector
-from pipelines.validation import quote
+from pipelines.sqltext import quote
 from pipelines.warehouse import QUARANTINE_TABLE, Warehouse
 
 CORPUS = Path(__file__).parent / "bad_inputs"
