@@ -32,7 +32,7 @@ from pipelines.sql_assets import (
     load_views,
     parse_sql_asset,
 )
-from pipelines.upkeep import publish_failed, publish_succeeded, upkeep_job, upkeep_schedule
+from pipelines.upkeep import publish_sensors, upkeep_job, upkeep_schedule
 from pipelines.validation import check_rules
 from pipelines.warehouse import QUARANTINE_TABLE, Rollup
 
@@ -160,8 +160,7 @@ def build_definitions(
         ],
         sensors=[
             alert_on_run_failure,
-            publish_succeeded,
-            publish_failed,
+            *publish_sensors,
             *drop_sensors(sources, daily),
         ],
         resources={

@@ -20,18 +20,16 @@ def _publish(context: dg.RunStatusSensorContext, warehouse: WarehouseResource):
 
 
 # A run that ends, well or not, is what readers see next: its failed tables kept their rows.
-publish_succeeded = dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    name="publish_succeeded_run",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Records the last snapshot of each succeeded run as the one readers read.",
-)(_publish)
-publish_failed = dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.FAILURE,
-    name="publish_failed_run",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Records the last snapshot of each failed run as the one readers read.",
-)(_publish)
+publish_sensors = [
+    dg.run_status_sensor(
+        run_status=status,
+        name=f"publish_{ended}_run",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Records the last snapshot of each {ended} run as the one readers read.",
+    )(_publish)
+    for status, ended in [(dg.DagsterRunStatus.SUCCESS, "succeeded"),
+                          (dg.DagsterRunStatus.FAILURE, "failed")]
+]  # fmt: skip
 
 
 def upkeep_job(retention_days: int) -> dg.JobDefinition:

@@ -13,6 +13,7 @@ import textwrap
 import time
 from datetime import date, timedelta
 
+import dagster as dg
 import duckdb
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from pipelines.errors import DeclarationError, MegawattError
 from pipelines.settings import PROJECT_DIR
 from pipelines.sources.sample import SampleConnector
 from pipelines.warehouse import Warehouse
+from tests.conftest import QUIET
 
 BTC = "btc_network_daily"
 FIRST_DAYS = Window(date(2024, 4, 1), date(2024, 4, 6))
@@ -117,6 +119,7 @@ WRITER = textwrap.dedent(
     from pipelines.contracts import load_contracts
     from pipelines.sources.sample import SampleConnector
     from pipelines.warehouse import Warehouse
+from tests.conftest import QUIET
 
     warehouse, table, writes = Warehouse(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     contract = load_contracts()[table]
@@ -313,3 +316,27 @@ def test_the_attach_script_opens_the_published_snapshot_in_another_process(tmp_p
                          env={**os.environ}, cwd=PROJECT_DIR, check=True).stdout  # fmt: skip
     assert out.strip() == "5"
     assert "READ_ONLY" in script
+
+
+def test_the_run_sensors_publish_a_run_the_ui_started(project):
+    """Runs of the UI and the schedule are published by a run-status sensor (in the daemon)."""
+    defs = project.definitions()
+    job = defs.resolve_job_def("daily")
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(
+        instance=instance, partition_key="2024-04-08", run_config=QUIET,
+        asset_selection=[dg.AssetKey("btc_network_daily")],
+    )  # fmt: skip
+    with pytest.raises(MegawattError, match="no published run yet"):
+        project.warehouse.reader()  # not published by the run itself
+    sensor = next(s for s in defs.sensors if s.name == "publish_succeeded_run")
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_success_event(),
+        resources={"warehouse": defs.resources["warehouse"]},
+    )
+    sensor(context)
+    assert project.warehouse.published().run_id == result.run_id
+    assert project.query("SELECT count(*) FROM btc_network_daily") == [(1,)]
