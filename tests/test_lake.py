@@ -119,7 +119,6 @@ WRITER = textwrap.dedent(
     from pipelines.contracts import load_contracts
     from pipelines.sources.sample import SampleConnector
     from pipelines.warehouse import Warehouse
-from tests.conftest import QUIET
 
     warehouse, table, writes = Warehouse(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     contract = load_contracts()[table]
