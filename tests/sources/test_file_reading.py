@@ -11,8 +11,9 @@ import duckdb
 import polars as pl
 import pytest
 
+from pipelines.errors import SHOWN_CHARS, shown
 from pipelines.sources import build_connector
-from pipelines.sources.common import COLUMNS, SHOWN_CHARS, parsed_time, shown
+from pipelines.sources.common import COLUMNS, parsed_time
 from pipelines.sources.errors import SourceError
 from pipelines.sources.sample import SampleConnector, SampleSettings
 
