@@ -10,7 +10,7 @@ megawatt backfill --start D --end D
 megawatt sql "SELECT ..."          query the published warehouse (never blocked by a run);
              [--as-of RUN_OR_TIME] as published by an earlier run or at an earlier time
 megawatt migrate                   move an old warehouse/pipeline.duckdb into the lake
-megawatt ui                        start the Dagster UI on this project (dagster dev)
+megawatt ui                        start the Dagster UI on this project (dg dev)
 """
 
 from __future__ import annotations
@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "migrate", help="move the tables of an old warehouse/pipeline.duckdb into the lake"
     )
-    commands.add_parser("ui", help="start the Dagster UI (dagster dev)")
+    ui_parser = commands.add_parser("ui", help="start the Dagster UI (dg dev)")
+    ui_parser.add_argument("--port", type=int, default=3000, help="its port (default 3000)")
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -384,9 +385,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"moved {len(moved)} table(s) into the lake: {', '.join(moved)}")
         return 0
     if args.command == "ui":
-        prepare_dagster_home()
+        prepare_dagster_home()  # its dagster.yaml turns telemetry off, for dg too
         os.chdir(PROJECT_DIR)
-        os.execvp("dagster", ["dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml")])
+        # `dg dev`, as Dagster recommends (`dagster dev` warns it is superseded by it), on the
+        # workspace file; dg of this environment, beside its Python
+        dg = Path(sys.executable).parent / "dg"
+        program = str(dg) if dg.exists() else "dg"
+        os.execvp(program, [program, "dev", "-w", str(PROJECT_DIR / "workspace.yaml"),
+                            "-p", str(args.port)])  # fmt: skip
     return 2
 
 

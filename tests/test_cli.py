@@ -195,3 +195,95 @@ def test_a_blocking_rule_fails_the_run_with_one_line_per_failed_step(tmp_path: P
     (alert,) = (tmp_path / "dh" / "alerts.log").read_text().splitlines()
     assert "RUN FAILED job=daily" in alert and "days=2024-03-21..2024-03-23" in alert
     assert "| btc_network_daily: 2 blocking rule(s) of " in alert
+
+
+def _dg(*args: str, home: Path) -> subprocess.CompletedProcess:
+    """`dg` of the project's environment, from the repo root, as a user runs it: DAGSTER_HOME
+    holds the project's dagster.yaml (telemetry off), HOME is `home` (where dg would log it)."""
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(exist_ok=True)
+    shutil.copyfile(PROJECT_DIR / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "dg"), *args],
+        env={
+            **os.environ,
+            "DAGSTER_HOME": str(dagster_home),
+            "HOME": str(home),
+            "VIRTUAL_ENV": sys.prefix,
+            "COLUMNS": "200",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_DIR,
+    )
+
+
+def test_dg_checks_and_lists_the_definitions(tmp_path: Path):
+    """The repo is a dg project: `dg check defs` loads it, `dg list defs` lists what it holds."""
+    import json
+
+    from pipelines.definitions import defs
+
+    check = _dg("check", "defs", home=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "All definitions loaded successfully." in check.stdout + check.stderr
+    assert "Traceback" not in check.stderr
+
+    listed = _dg("list", "defs", "--json", home=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    found = json.loads(listed.stdout)
+    assets = {a["asset_key"] for a in found["assets"]}
+    tables = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert set(DESIGN_TABLES) <= tables  # every table, view and the quarantine
+    assert assets == tables
+    assert "daily" in {j["name"] for j in found["jobs"]}
+    schedules = {s["name"] for s in found["schedules"]}
+    assert schedules == {s.name for s in defs.schedules} >= {"daily_schedule"}
+    sensors = {s["name"] for s in found["sensors"]}
+    assert sensors >= {s.name for s in defs.sensors} >= {
+        "publish_succeeded_run", "publish_failed_run", "alert_on_run_failure"
+    }  # fmt: skip
+
+    table = _dg("list", "defs", home=tmp_path)  # the table a person reads
+    assert table.returncode == 0, table.stderr
+    for name in ["daily", *sorted(tables), *sorted(schedules), *sorted(sensors)]:
+        assert f"│ {name} " in table.stdout, name
+    # telemetry is off: dg logged no event under HOME (it would be ~/.dagster/logs/event.log)
+    assert not (tmp_path / ".dagster").exists()
+
+
+def test_megawatt_ui_starts_dg_dev_and_stops_on_ctrl_c(tmp_path: Path):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "ui.log"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dh"),
+           "MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh")}  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)],
+            cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+                time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
+        process.wait(timeout=60)
+    text = log.read_text()
+    assert "Serving dagster-webserver" in text
+    assert "SupersessionWarning" not in text and "Traceback" not in text, text[-3000:]
+    assert (tmp_path / "dh" / "dagster.yaml").exists()  # the project's instance config
