@@ -44,6 +44,7 @@ LEGACY_FILE = "pipeline.duckdb"  # the warehouse before DuckLake
 EMBEDDED_CATALOG = "sqlite:catalog.sqlite"  # in the warehouse folder, like the data
 EMBEDDED_DATA = "data/"
 CONFLICT_RETRIES = 3
+LOCKS = "megawatt_locks"  # a PostgreSQL catalog's database, attached for its advisory locks
 # snapshots that change no data: the lake's first, and upkeep's (DuckLake commits compaction
 # alone, without an author)
 UNCHANGED_DATA = {"schemas_created", "flushed_inlined", "merge_adjacent", "rewrite_delete"}
@@ -101,13 +102,16 @@ class Warehouse:
 
     # -- writing -------------------------------------------------------------------------------
     @contextmanager
-    def transaction(self, message: str, run_id: str | None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(
+        self, message: str, run_id: str | None, table: str | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """One DuckLake transaction, committed as a snapshot tagged with `run_id`, or rolled back.
 
         An embedded (SQLite) catalog takes one committing writer at a time, so local writers
-        queue on a file lock; a PostgreSQL catalog takes writers in parallel (optimistic)."""
+        queue on a file lock; a PostgreSQL catalog takes writers of different tables in parallel
+        (optimistic), and writers of the same `table` one at a time (see `_table_lock`)."""
         self._refuse_legacy()
-        with self._write_lock():
+        with self._write_lock(), self._table_lock(table):
             con = _writer_connection(self.lake, self.memory_limit).cursor()
             try:
                 con.execute(f"USE {LAKE}")
@@ -136,6 +140,28 @@ class Warehouse:
         with open(self.directory / ".write.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # waits for any other writer, in any process
             yield
+
+    @contextmanager
+    def _table_lock(self, table: str | None) -> Iterator[None]:
+        """On a PostgreSQL catalog, one writer of `table` at a time: a PostgreSQL advisory lock,
+        held by a transaction of its own for the write's duration and released when it ends or
+        its process dies. Without it, two writers of one table conflict on every commit while
+        one of them writes on, and the other gives up after its retries."""
+        if self.lake.embedded or table is None:
+            yield
+            return
+        con = _writer_connection(self.lake, self.memory_limit).cursor()
+        try:
+            dsn = literal(self.lake.catalog.removeprefix("postgres:"))
+            con.execute(f"ATTACH IF NOT EXISTS {dsn} AS {LOCKS} (TYPE postgres)")
+            con.execute("BEGIN TRANSACTION")
+            lock = f"SELECT pg_advisory_xact_lock(hashtext({literal(f'megawatt:{table}')}))"
+            con.execute(f"CALL postgres_execute({literal(LOCKS)}, {literal(lock)})")
+            yield
+        finally:
+            with suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            con.close()
 
     def write(
         self,
@@ -181,7 +207,7 @@ class Warehouse:
     def _write(self, contract, data, origin, window, partition_column, params, run_id, rebuild,
                rollup) -> WriteReport:  # fmt: skip
         stored = contract if rollup is None else rollup.contract
-        with self.transaction(f"write {stored.table}", run_id) as con:
+        with self.transaction(f"write {stored.table}", run_id, stored.table) as con:
             # a whole-table write replaces every row: any change of shape keeps nothing less
             self._ensure_table(con, stored, rebuild or window is None)
             if isinstance(data, pl.DataFrame):

@@ -238,13 +238,6 @@ def test_writers_of_the_same_table_both_succeed_retrying_a_conflict(warehouse):
     _assert_each_day_once(warehouse, (BTC,), 3)
 
 
-@pytest.mark.xfail(
-    reason="same-table writers starve on a PostgreSQL catalog (timing-dependent): while one "
-    "writes on, the other's "
-    "every commit conflicts ('Transaction conflict - attempting to insert into table with index "
-    '"N" - but another transaction has deleted from it\'), and it fails after 3 retries',
-    raises=AssertionError,
-)
 def test_writers_of_the_same_table_writing_on_for_long_both_succeed(warehouse):
     _write(warehouse, FIRST_DAYS)
     _run_at_once(warehouse, (BTC, BTC), 10)
