@@ -7,8 +7,11 @@ megawatt run [--start D --end D]   materialise every table for a range of UTC da
 megawatt backfill --start D --end D
                  [--chunk-days N]  the same in runs of N days (default 30), with a progress bar;
                                    run it again after an interruption and it resumes
-megawatt sql "SELECT ..."          query the published warehouse (never blocked by a run);
-             [--as-of RUN_OR_TIME] as published by an earlier run or at an earlier time
+megawatt sql "SELECT ..." | -f FILE  query the published warehouse (never blocked by a run):
+             [--csv | --json]      a table (a column per line per row when too wide for the
+             [--max-rows N]        terminal), CSV, or one JSON array of objects; --max-rows
+             [--as-of RUN_OR_TIME] cuts (the table shows 100 by default), --as-of reads as
+                                   published by an earlier run or at an earlier time
 megawatt migrate                   move an old warehouse/pipeline.duckdb into the lake
 megawatt ui                        start the Dagster UI on this project (dg dev)
 """
@@ -313,6 +316,204 @@ def print_summary(start: date, end: date) -> None:
           f"duckdb -init {WAREHOUSE_DIR / 'attach.sql'}")  # fmt: skip
 
 
+TABLE_ROWS = 100  # rows the table view shows unless --max-rows says otherwise
+BATCH = 10_000  # rows fetched at a time
+
+
+def _row_count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a number of rows: {text!r}")
+    return int(text)
+
+
+def _read_sql(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise MegawattError(f"cannot read the SQL in {path}: {e.strerror or e}") from None
+
+
+def query_to(con, query: str, style: str, max_rows: int | None, out) -> None:
+    """Run `query` (one statement or several: the last one's rows are shown) and write its rows
+    to `out` as `style`: "table", "csv" or "json". At most `max_rows` rows (None: all, but
+    TABLE_ROWS for a table); the rows cut are counted and said (on stderr for csv and json)."""
+    import duckdb
+
+    try:
+        cursor = con.execute(query)
+        if cursor.description is None:  # a statement without a result
+            return
+        names = [d[0] for d in cursor.description]
+        types = [str(d[1]) for d in cursor.description]
+        limit = TABLE_ROWS if max_rows is None and style == "table" else max_rows
+
+        def rows():
+            while True:
+                batch = cursor.fetchmany(BATCH)
+                if not batch:
+                    return
+                yield from batch
+
+        every = rows()
+        shown = every if limit is None else _first(every, limit)
+        if style == "csv":
+            _write_csv(names, shown, out)
+        elif style == "json":
+            _write_json(names, shown, out)
+        else:
+            shown = list(shown)
+        cut = sum(1 for _ in every)  # what --max-rows left out (none when it is not given)
+    except duckdb.Error as e:
+        raise MegawattError(str(e)) from None
+    if style == "table":
+        _write_table(names, types, shown, cut, out)
+    elif cut:
+        print(f"megawatt: {cut} more row(s) not written (--max-rows {limit})", file=sys.stderr)
+
+
+def _first(rows, n: int):
+    for _, row in zip(range(n), rows, strict=False):
+        yield row
+
+
+def _write_csv(names: list[str], rows, out) -> None:
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([_csv_value(v) for v in row])
+
+
+def _csv_value(value):
+    import json
+
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(_json_value(value), ensure_ascii=False)
+    return _text(value)
+
+
+def _write_json(names: list[str], rows, out) -> None:
+    """One JSON array of objects, a row per line: valid JSON for any reader, greppable."""
+    import json
+
+    out.write("[")
+    for number, row in enumerate(rows):
+        out.write(",\n" if number else "\n")
+        record = {name: _json_value(value) for name, value in zip(names, row, strict=True)}
+        out.write(json.dumps(record, ensure_ascii=False, allow_nan=False))
+    out.write("\n]\n")
+
+
+def _json_value(value):
+    """A DuckDB value as JSON: dates and times ISO 8601, decimals as numbers, NaN and infinity
+    as null (JSON has none), lists and structs as arrays and objects."""
+    import datetime as dt
+    import math
+    from decimal import Decimal
+
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (dt.date, dt.time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def _text(value) -> str:
+    """A value as text in a table or CSV cell: dates and times ISO 8601."""
+    import datetime as dt
+
+    if value is None:
+        return "NULL"
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _terminal_width() -> int:
+    """COLUMNS, else the width of the terminal the command runs in (its output may be piped)."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    for stream in (sys.stdout, sys.stderr, sys.stdin):
+        try:
+            return os.get_terminal_size(stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            continue
+    return 80
+
+
+def _is_number(value) -> bool:
+    from decimal import Decimal
+
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
+def _write_table(names: list[str], types: list[str], rows: list, cut: int, out) -> None:
+    """The rows as a box table, every column shown; when that is wider than the terminal, one
+    `column = value` line per column per row instead (as the duckdb CLI's `.mode line`)."""
+    cells = [[_text(v).replace("\n", "\\n") for v in row] for row in rows]
+    widths = [
+        max([len(name), len(type_), *(len(r[i]) for r in cells)])
+        for i, (name, type_) in enumerate(zip(names, types, strict=True))
+    ]
+    numeric = [  # right-aligned
+        any(r[i] is not None for r in rows) and all(r[i] is None or _is_number(r[i]) for r in rows)
+        for i in range(len(names))
+    ]
+    width = sum(widths) + 3 * len(widths) + 1
+    if width > _terminal_width() and len(names) > 1:
+        label = max(len(n) for n in names)
+        for number, row in enumerate(cells):
+            if number:
+                out.write("\n")
+            for name, value in zip(names, row, strict=True):
+                out.write(f"{name:>{label}} = {value}\n")
+    else:
+
+        def line(left, middle, right):
+            return left + middle.join("─" * (w + 2) for w in widths) + right + "\n"
+
+        def cells_line(values, right_aligned):
+            return (
+                "│"
+                + "│".join(
+                    f" {v:>{w}} " if r else f" {v:<{w}} "
+                    for v, w, r in zip(values, widths, right_aligned, strict=True)
+                )
+                + "│\n"
+            )
+
+        out.write(line("┌", "┬", "┐"))
+        out.write(cells_line(names, [False] * len(names)))
+        out.write(cells_line(types, [False] * len(names)))
+        out.write(line("├", "┼", "┤"))
+        for row in cells:
+            out.write(cells_line(row, numeric))
+        out.write(line("└", "┴", "┘"))
+    total = len(rows) + cut
+    summary = f"{total} row(s), {len(names)} column(s)"
+    if cut:
+        summary += (
+            f"; the first {len(rows)} shown, {cut} cut "
+            "(--max-rows N shows more; --csv and --json write every row)"
+        )
+    out.write(summary + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="megawatt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -339,7 +540,21 @@ def main(argv: list[str] | None = None) -> int:
     backfill_parser.add_argument("--chunk-days", type=int, default=30, help="days per run")
     backfill_parser.add_argument("--select", nargs="+", metavar="TABLE", help="only these tables")
     sql_parser = commands.add_parser("sql", help="query the published warehouse")
-    sql_parser.add_argument("query")
+    sql_parser.add_argument("query", nargs="?", help="the SQL (or -f FILE)")
+    sql_parser.add_argument(
+        "-f", "--file", type=Path, metavar="FILE", help="read the SQL from FILE (- for stdin)"
+    )
+    output = sql_parser.add_mutually_exclusive_group()
+    output.add_argument("--csv", action="store_true", help="CSV with a header, every row")
+    output.add_argument(
+        "--json", action="store_true", help="one JSON array of objects (dates ISO 8601), every row"
+    )
+    sql_parser.add_argument(
+        "--max-rows",
+        type=_row_count,
+        metavar="N",
+        help=f"at most N rows (default: all for --csv and --json, {TABLE_ROWS} for the table)",
+    )
     sql_parser.add_argument(
         "--as-of",
         metavar="RUN_OR_TIME",
@@ -372,13 +587,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill":
         return 0 if run(args.start, args.end, args.select, chunk_days=args.chunk_days) else 1
     if args.command == "sql":
-        import duckdb
-
+        if (args.query is None) == (args.file is None):
+            sql_parser.error("give the SQL as an argument or in a file (-f FILE), not both")
+        query = args.query if args.file is None else _read_sql(args.file)
+        style = "csv" if args.csv else "json" if args.json else "table"
         with open_warehouse().reader(args.as_of) as con:
-            try:
-                con.sql(args.query).show(max_rows=100, max_width=200)
-            except duckdb.Error as e:
-                raise MegawattError(str(e)) from None
+            query_to(con, query, style, args.max_rows, sys.stdout)
         return 0
     if args.command == "migrate":
         moved = open_warehouse().migrate_legacy()

@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from pipelines.settings import PROJECT_DIR
@@ -34,9 +35,17 @@ def _megawatt(*args: str, env: dict) -> subprocess.CompletedProcess:
     )
 
 
-def test_main_job_builds_the_warehouse_and_prints_the_answer(tmp_path: Path, monkeypatch):
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess]:
+    """`megawatt run` of the whole sample, once for the tests that read what it built:
+    (the environment of its warehouse and instance, the finished process)."""
+    tmp_path = tmp_path_factory.mktemp("sample_run")
     env = {"MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"), "DAGSTER_HOME": str(tmp_path / "dh")}
-    run = _megawatt("run", env=env)
+    return env, _megawatt("run", env=env)
+
+
+def test_main_job_builds_the_warehouse_and_prints_the_answer(sample_run, monkeypatch):
+    env, run = sample_run
     assert run.returncode == 0, run.stderr[-3000:]
     for site in ("se-lulea", "no-narvik", "us-tx-rockdale", "ca-baie-comeau"):
         assert site in run.stdout
@@ -287,3 +296,149 @@ def test_megawatt_ui_starts_dg_dev_and_stops_on_ctrl_c(tmp_path: Path):
     assert "Serving dagster-webserver" in text
     assert "SupersessionWarning" not in text and "Traceback" not in text, text[-3000:]
     assert (tmp_path / "dh" / "dagster.yaml").exists()  # the project's instance config
+
+
+def _sql(*args: str, env: dict, columns: int = 100) -> subprocess.CompletedProcess:
+    """`megawatt sql` on the sample's warehouse, in a terminal `columns` wide."""
+    result = _megawatt("sql", *args, env={**env, "COLUMNS": str(columns)})
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_sql_csv_writes_every_row_unless_max_rows(sample_run):
+    import csv
+    from datetime import datetime
+
+    env, run = sample_run
+    assert run.returncode == 0, run.stderr[-3000:]
+    with Warehouse(env["MEGAWATT_WAREHOUSE_DIR"]).reader() as con:
+        ((n,),) = con.execute("SELECT count(*) FROM curtailment_hourly").fetchall()
+    assert n > 10_000  # far past the table view's 100
+
+    every = _sql(
+        "--csv", "SELECT * FROM curtailment_hourly ORDER BY ts, site_id, scenario", env=env
+    )
+    rows = list(csv.DictReader(every.stdout.splitlines()))
+    assert len(rows) == n and every.stderr == ""
+    assert list(rows[0]) == [
+        "ts", "site_id", "scenario", "power_price_usd_per_mwh", "breakeven_usd_per_mwh",
+        "run_miners", "energy_mwh", "flat_out_margin_usd", "margin_usd", "curtailment_saving_usd",
+    ]  # fmt: skip
+    assert datetime.fromisoformat(rows[0]["ts"]) == datetime.fromisoformat("2024-03-21T00:00Z")
+    assert {r["run_miners"] for r in rows} == {"true", "false"}
+    float(rows[-1]["margin_usd"])
+
+    cut = _sql("--csv", "--max-rows", "5", "SELECT * FROM curtailment_hourly", env=env)
+    assert len(cut.stdout.splitlines()) == 1 + 5
+    assert cut.stderr.strip() == f"megawatt: {n - 5} more row(s) not written (--max-rows 5)"
+
+
+def test_sql_json_is_one_array_of_objects_with_iso_dates(sample_run):
+    import json
+
+    env, run = sample_run
+    assert run.returncode == 0, run.stderr[-3000:]
+    query = (
+        "SELECT date, scenario, hashprice_usd_per_ph_day, subsidy_btc > 5 AS before_halving, "
+        "NULL::DOUBLE AS nothing FROM hashprice_daily ORDER BY date, scenario"
+    )
+    rows = json.loads(_sql("--json", query, env=env).stdout)
+    with Warehouse(env["MEGAWATT_WAREHOUSE_DIR"]).reader() as con:
+        stored = con.execute(query).fetchall()
+    assert len(rows) == len(stored) == 61 * 2  # every row, though more than the table's 100
+    assert rows[0] == {
+        "date": "2024-03-21",
+        "scenario": "base",
+        "hashprice_usd_per_ph_day": stored[0][2],  # the same double, exactly
+        "before_halving": True,
+        "nothing": None,
+    }
+    assert [(date.fromisoformat(r["date"]), r["scenario"]) for r in rows] == [s[:2] for s in stored]
+    ts = json.loads(_sql("--json", "SELECT min(ts) AS ts FROM curtailment_hourly", env=env).stdout)
+    assert ts == [{"ts": "2024-03-21T00:00:00+00:00"}]
+    assert len(json.loads(_sql("--json", "--max-rows", "3", query, env=env).stdout)) == 3
+    assert json.loads(_sql("--json", "SELECT 1 AS one WHERE false", env=env).stdout) == []
+
+
+def test_sql_table_shows_100_rows_by_default_and_says_how_many_were_cut(sample_run):
+    env, run = sample_run
+    assert run.returncode == 0, run.stderr[-3000:]
+    query = "SELECT date, scenario, hashprice_usd_per_ph_day FROM hashprice_daily ORDER BY ALL"
+    table = _sql(query, env=env).stdout.splitlines()
+    assert table[1].split("│")[1:4] == [" date       ", " scenario ", " hashprice_usd_per_ph_day "]
+    assert table[2].split("│")[1:4] == [" DATE       ", " VARCHAR  ", " DOUBLE                   "]
+    body = [line for line in table if line.startswith("│ 2024-")]
+    assert len(body) == 100 and body[0].startswith("│ 2024-03-21 │ base     │")
+    assert table[-1] == (
+        "122 row(s), 3 column(s); the first 100 shown, 22 cut "
+        "(--max-rows N shows more; --csv and --json write every row)"
+    )
+    more = _sql("--max-rows", "120", query, env=env).stdout.splitlines()
+    assert len([line for line in more if line.startswith("│ 2024-")]) == 120
+    assert more[-1].startswith("122 row(s), 3 column(s); the first 120 shown, 2 cut ")
+    every = _sql("--max-rows", "1000", query, env=env).stdout.splitlines()
+    assert every[-1] == "122 row(s), 3 column(s)"
+
+
+def test_sql_wider_than_the_terminal_shows_each_column_on_its_own_line(sample_run):
+    env, run = sample_run
+    assert run.returncode == 0, run.stderr[-3000:]
+    query = "SELECT * FROM site_economics_daily ORDER BY date, site_id, scenario LIMIT 2"
+    with Warehouse(env["MEGAWATT_WAREHOUSE_DIR"]).reader() as con:
+        stored = con.execute(query)
+        names = [d[0] for d in stored.description]
+        values = stored.fetchall()
+    assert len(names) > 15
+
+    lines = _sql(query, env=env, columns=120).stdout.splitlines()
+    assert lines[-1] == f"2 row(s), {len(names)} column(s)"
+    records = "\n".join(lines[:-1]).split("\n\n")  # a blank line between rows
+    assert len(records) == 2
+    for record, row in zip(records, values, strict=True):
+        pairs = [line.split(" = ", 1) for line in record.splitlines()]
+        assert [name.strip() for name, _ in pairs] == names  # every column, in order
+        assert len({len(name) for name, _ in pairs}) == 1  # the names right-aligned
+        assert all(len(line) <= 120 for line in record.splitlines())
+        shown = dict((name.strip(), value) for name, value in pairs)
+        assert shown["date"] == row[names.index("date")].isoformat()
+        assert shown["site_id"] == row[names.index("site_id")]
+        margin = names.index("mining_margin_usd_per_mwh")
+        assert float(shown["mining_margin_usd_per_mwh"]) == row[margin]
+
+    wide = _sql(query, env=env, columns=2000).stdout.splitlines()  # a terminal wide enough
+    assert all(f" {name} " in wide[1] for name in names)  # one table: every column
+    assert len(wide[3]) == len(wide[1]) and len(wide[1]) <= 2000
+
+
+def test_sql_from_a_file_as_of_a_run_and_its_errors(sample_run, tmp_path: Path, monkeypatch):
+    env, run = sample_run
+    assert run.returncode == 0, run.stderr[-3000:]
+    script = tmp_path / "sites.sql"
+    script.write_text("-- the sites\nSELECT site_id\nFROM sites\nORDER BY site_id;\n")
+    from_file = _sql("-f", str(script), "--csv", env=env)
+    assert from_file.stdout.splitlines() == [
+        "site_id", "ca-baie-comeau", "no-narvik", "se-lulea", "us-tx-rockdale"
+    ]  # fmt: skip
+
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    with dg.DagsterInstance.get() as instance:
+        (only,) = instance.get_runs()
+    as_of = _sql("--as-of", only.run_id[:8], "-f", str(script), "--json", env=env)
+    assert '"site_id": "se-lulea"' in as_of.stdout
+
+    for args, message in [
+        (["SELECT 1", "-f", str(script)], "give the SQL as an argument or in a file"),
+        ([], "give the SQL as an argument or in a file"),
+        (["--csv", "--json", "SELECT 1"], "not allowed with argument"),
+        (["--max-rows", "-1", "SELECT 1"], "not a number of rows: '-1'"),
+    ]:
+        wrong = _megawatt("sql", *args, env=env)
+        assert wrong.returncode == 2 and message in wrong.stderr, wrong.stderr
+    missing = _megawatt("sql", "-f", str(tmp_path / "nowhere.sql"), env=env)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        f"megawatt: cannot read the SQL in {tmp_path / 'nowhere.sql'}: No such file or directory"
+    )
+    bad = _megawatt("sql", "SELECT * FROM no_such_table", env=env)
+    assert bad.returncode == 1 and bad.stderr.startswith("megawatt: Catalog Error: ")
+    assert "Traceback" not in bad.stderr
