@@ -460,6 +460,11 @@ class Warehouse:
                 if as_of:
                     raise MegawattError(f"nothing was published by run or at time {as_of!r}")
                 raise never
+            # the audit trail as it stands now (the snapshot read predates its own publish)
+            con.execute(
+                "CREATE TEMP TABLE published_runs AS SELECT run_id, snapshot_id, published_at "
+                f"FROM {LAKE}.{META}.published ORDER BY published_at"
+            )
             con.execute(f"USE memory; DETACH {LAKE}")
             con.execute(self.lake.attach_sql(read_only=True, snapshot=published.snapshot))
             con.execute(f"USE {LAKE}")

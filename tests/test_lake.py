@@ -82,6 +82,11 @@ def test_as_of_returns_what_an_earlier_run_published_after_a_correction(tmp_path
     assert now[0] == pytest.approx(2 * before[0])
     with pytest.raises(MegawattError, match="nothing was published by run or at time"):
         warehouse.reader(as_of="2001-01-01")
+    with warehouse.reader(as_of="morning-run-1") as con:  # the audit trail, as it stands now
+        assert [r for (r,) in con.execute("SELECT run_id FROM published_runs").fetchall()] == [
+            "morning-run-1",
+            "correction-run-2",
+        ]
 
 
 def test_a_reader_attach_is_read_only(tmp_path):
