@@ -72,7 +72,7 @@ class ErcotConnector:
         username = self._env(s.username_env, "ERCOT API username")
         password = self._env(s.password_env, "ERCOT API password")
         key = self._env(s.subscription_key_env, "ERCOT API subscription key")
-        http = HttpClient(self.name, s, secrets=(password, key))
+        http = HttpClient(self.name, s, secrets=(username, password, key))
         response, shown = http.request(
             "POST",
             s.token_url,

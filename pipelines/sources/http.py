@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,11 +56,27 @@ def redact_url(url: str, secrets: tuple[str, ...] = ()) -> str:
     return redact_text(clean, secrets)
 
 
+MIN_SECRET = 4  # characters
+
+
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+    """`text` with every spelling of every secret replaced (longest first)."""
+    # a secret of a few characters would blank out the message's words, and protects nothing
+    forms = {form for s in secrets if len(s) >= MIN_SECRET for form in spellings(s)}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
     return text
+
+
+def spellings(secret: str) -> set[str]:
+    """The ways a secret shows in a URL, a form body, a header or a log: as typed,
+    percent-encoded (in a path or a query, either case of hex digits) and base64 (standard and
+    URL-safe, with or without padding)."""
+    encoded = {quote(secret, safe=""), quote_plus(secret), quote(secret)}
+    encoded |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), e) for e in encoded}
+    raw = secret.encode()
+    b64 = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    return {secret} | encoded | b64 | {b.rstrip("=") for b in b64}
 
 
 class HttpClient:

@@ -16,6 +16,7 @@ from pipelines.sources.errors import SourceError
 from .conftest import FAST, recorded, window
 
 PASSWORD, KEY = "hunter2-password", "sub-key-0123456789"
+USER = "ops.bot@miner.example"
 ID_TOKEN = json.loads(recorded("ercot/token.json"))["id_token"]
 
 
@@ -99,7 +100,7 @@ def test_empty_answer(httpserver: HTTPServer, ercot: HTTPServer):
 
 def test_500_secrets_redacted(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch):
     for name, value in [
-        ("T_ERCOT_USER", "u"),
+        ("T_ERCOT_USER", USER),
         ("T_ERCOT_PASSWORD", PASSWORD),
         ("T_ERCOT_KEY", KEY),
     ]:
@@ -108,13 +109,14 @@ def test_500_secrets_redacted(httpserver: HTTPServer, monkeypatch: pytest.Monkey
         recorded("ercot/token.json"), content_type="application/json"
     )
     httpserver.expect_request("/api/public-reports/np6-905-cd/spp_node_zone_hub").respond_with_data(
-        f"gateway error for {KEY}", status=502
+        f"gateway error for {KEY} ({USER})", status=502
     )
     with pytest.raises(SourceError, match=r"ercot .*spp_node_zone_hub\?.*HTTP 502") as e:
         connector(httpserver).fetch(
             "energy_prices_hourly", window("2024-11-03", "2024-11-04"), "ts"
         )
     assert KEY not in str(e.value) and PASSWORD not in str(e.value)
+    assert USER not in str(e.value)  # the user name is a secret too
 
 
 def test_zone_names():

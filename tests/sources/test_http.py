@@ -113,7 +113,7 @@ def test_secrets_redacted():
     shown = redact_url(url)
     assert "abc123" not in shown and "=k" not in shown and "=s" not in shown
     assert "documentType=A44" in shown and "securityToken=REDACTED" in shown
-    assert "zzz" not in redact_url("https://x.test/zzz/a", ("zzz",))
+    assert "zzzz" not in redact_url("https://x.test/zzzz/a", ("zzzz",))
 
 
 def test_token_never_in_errors(httpserver: HTTPServer):
@@ -127,3 +127,23 @@ def test_token_never_in_errors(httpserver: HTTPServer):
     with pytest.raises(SourceError) as e:
         c.get_json("/x", {"token": "s3cr3t-t0ken", "q": 1})
     assert "s3cr3t-t0ken" not in str(e.value) and "HTTP 401" in str(e.value)
+
+
+def test_a_secret_is_redacted_in_every_spelling():
+    """A token with + / = leaks percent-encoded or base64 unless those spellings are redacted."""
+    import base64
+
+    from pipelines.sources.http import REDACTED, redact_text
+
+    token = "ab+c/d=e"
+    spelled = [
+        token,
+        "ab%2Bc%2Fd%3De",  # a query value
+        "ab%2bc%2fd%3de",  # lower-case hex
+        "ab%2Bc/d%3De",  # a path
+        base64.b64encode(token.encode()).decode(),
+        base64.urlsafe_b64encode(token.encode()).decode(),
+    ]
+    text = " | ".join(spelled)
+    assert redact_text(text, (token,)) == " | ".join([REDACTED] * len(spelled))
+    assert redact_text("user=ops-bot", ("ops-bot",)) == f"user={REDACTED}"
