@@ -62,6 +62,17 @@ def daily_schedule(
     return _schedule
 
 
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """Evaluates the derived tables' eager conditions: running by default, as settings.yaml
+    `automation.derived_tables: eager` promises (Dagster's own sensor starts stopped)."""
+    return dg.AutomationConditionSensorDefinition(
+        "derived_tables_automation",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Rebuilds the days of derived tables whose inputs changed (eager).",
+    )
+
+
 def drop_sensors(sources: dict, days: dg.DailyPartitionsDefinition) -> list:
     """A sensor for every source that reads a drop folder."""
     return [
@@ -161,6 +172,7 @@ def build_definitions(
         sensors=[
             alert_on_run_failure,
             *publish_sensors,
+            *([automation_sensor()] if eager else []),
             *drop_sensors(sources, daily),
         ],
         resources={
