@@ -55,7 +55,8 @@ def _snapshot(warehouse: Warehouse) -> dict[str, list[tuple]]:
             n
             for (n,) in con.execute(
                 "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = 'main' ORDER BY table_name"
+                "WHERE table_schema = 'main' AND table_catalog = current_database() "
+                "ORDER BY table_name"
             ).fetchall()
         ]
         return {n: con.execute(f"SELECT * FROM {quote(n)} ORDER BY ALL").fetchall() for n in names}
