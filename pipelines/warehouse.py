@@ -38,6 +38,7 @@ from pipelines.validation import Validation, fetch_dicts, validate
 QUARANTINE_TABLE = "quarantine"
 PREVIEW_ROWS = 5
 AUTHOR = "megawatt"  # the author of every snapshot the pipeline commits
+PUBLISH = "publish"  # the commit message of a publish record
 META = "megawatt"  # the lake's schema of the pipeline's own bookkeeping
 ATTACH_SCRIPT = "attach.sql"  # for the duckdb CLI and BI tools: the published snapshot
 LEGACY_FILE = "pipeline.duckdb"  # the warehouse before DuckLake
@@ -409,7 +410,7 @@ class Warehouse:
                 + ". Undo them (restore each table from that snapshot: DELETE FROM t; INSERT INTO "
                 "t SELECT * FROM t AT (VERSION => N)) and run again"
             )
-        with self.transaction("publish", run_id) as con:
+        with self.transaction(PUBLISH, run_id) as con:
             _ensure_meta(con)
             con.execute(
                 f"INSERT INTO {META}.published VALUES (?, ?, now())", [snapshot, run_id or ""]
@@ -546,16 +547,23 @@ class Warehouse:
         return names
 
     def upkeep(self, retention: timedelta) -> dict:
-        """Merge small files, expire snapshots older than `retention` (never the published one),
+        """Compact (rows inlined in the catalog to files, small files merged, files with deleted
+        rows rewritten), expire snapshots older than `retention` (never the published one),
         delete the files no snapshot needs. Returns what it did, with file counts before and
-        after."""
+        after.
+
+        The compacted snapshot holds the published data in fewer files: it is published in the
+        same run's name when nothing but compaction came after, so that the published snapshot's
+        small files can go too."""
         before = self.data_files()
-        published = self.published()
         cutoff = datetime.now(UTC) - retention
         with self._write_lock(), self._connect_latest() as con:
             # each its own commit: DuckLake commits compaction alone
             con.execute(f"CALL ducklake_flush_inlined_data('{LAKE}')")
             merged = con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')").fetchall()
+            con.execute(f"CALL ducklake_rewrite_data_files('{LAKE}')")
+        published = self._republish_compacted()
+        with self._write_lock(), self._connect_latest() as con:
             expired = [
                 s
                 for (s,) in con.execute(
@@ -586,6 +594,29 @@ class Warehouse:
             "snapshots_expired": len(expired),
             "files_deleted": len(removed) + len(orphans),
         }
+
+    def _republish_compacted(self) -> Published | None:
+        """Publish the latest snapshot for the published run when every snapshot since the
+        published one only compacted files (the data is the same)."""
+        published = self.published()
+        if published is None:
+            return None
+        with self._connect_latest() as con:
+            since = con.execute(
+                f"SELECT changes, commit_message FROM {LAKE}.snapshots() WHERE snapshot_id > ?",
+                [published.snapshot],
+            ).fetchall()
+            latest = con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0]
+        # the publish records that follow a published snapshot change no table readers read
+        if not since or not all(set(c) <= UNCHANGED_DATA or m == PUBLISH for c, m in since):
+            return published
+        with self.transaction(PUBLISH, published.run_id or None) as con:
+            con.execute(
+                f"INSERT INTO {META}.published VALUES (?, ?, now())", [latest, published.run_id]
+            )
+        republished = self.published()
+        self._write_attach_script(republished)
+        return republished
 
     def data_files(self) -> tuple[int, int]:
         """(count, bytes) of the Parquet files the lake's current snapshot and its retained

@@ -282,10 +282,26 @@ def test_upkeep_merges_small_files_and_keeps_the_published_snapshot(tmp_path):
     sql = "SELECT * FROM energy_prices_hourly ORDER BY ALL"
     before = _days(warehouse, sql)
     files_before = warehouse.data_files()[0]
+    published = warehouse.published()
     done = warehouse.upkeep(timedelta(0))  # expire every snapshot it may
     assert done["files_before"] == files_before > done["files_after"] >= 1
     assert done["snapshots_expired"] > 0 and done["files_deleted"] > 0
-    assert _days(warehouse, sql) == before  # the published snapshot is kept
+    assert _days(warehouse, sql) == before  # the published data is kept...
+    # ...in the compacted files: only compaction came after, so that snapshot is published
+    republished = warehouse.published()
+    assert republished.snapshot > published.snapshot
+    assert republished.run_id == published.run_id
+    assert warehouse.upkeep(timedelta(0))["files_after"] == done["files_after"]  # settled
+
+
+def test_upkeep_does_not_publish_a_run_in_progress(tmp_path):
+    warehouse = Warehouse(tmp_path / "wh")
+    _write(warehouse, FIRST_DAYS)
+    published = warehouse.published()
+    _write(warehouse, Window(date(2024, 4, 6), date(2024, 4, 9)), run_id="run-in-progress")
+    warehouse.upkeep(timedelta(0))
+    assert warehouse.published() == published  # not republished: data changed since
+    assert _days(warehouse) == [(5,)]
 
 
 def test_an_old_warehouse_file_is_never_ignored_and_migrates(tmp_path):
