@@ -16,14 +16,15 @@ import dagster as dg
 import polars as pl
 
 from pipelines.batch import Window
-from pipelines.contracts import Contract, Rule
+from pipelines.contracts import Contract, Rule, utc_day
 from pipelines.declarations import Infrastructure, Source
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError
 from pipelines.lake import S3
-from pipelines.lineage import column_lineage
+from pipelines.lineage import column_lineage, lineage_markdown
 from pipelines.plots import PlotSpec, markdown_image, render_png
 from pipelines.sources import build_connector
 from pipelines.sql_assets import SqlAssetSpec
+from pipelines.sqltext import quote
 from pipelines.validation import Validation, combine
 from pipelines.warehouse import Rollup, Warehouse, warehouse_of
 
@@ -64,7 +65,8 @@ def check_results(validation: Validation, quarantined: bool, prefix: str = ""):
             if result.rule.blocking and not kept_out
             else dg.AssetCheckSeverity.WARN
         )
-        metadata = {"rule": result.rule.description}
+        # a number on every result, 0 when passed, so that the UI plots it over time
+        metadata = {"rule": result.rule.description, "failing_rows": 0}
         if not result.passed:
             metadata |= {
                 "failing_rows": result.rows,
@@ -102,6 +104,55 @@ def column_schema(contract: Contract) -> dg.TableSchema:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    """Domain figures of a derived table, recorded per partition as numbers (which the Dagster UI
+    plots over its materialisations): the mean of `columns` over the day's rows where `where`."""
+
+    columns: tuple[str, ...]
+    where: str | None = None
+
+    @classmethod
+    def of(cls, contract: Contract, plot: PlotSpec | None) -> "Figures | None":
+        """The plot's y columns, else the contract's first money rate (a column whose unit is USD
+        per something: a price, a margin per MWh); over the plot's rows (its `where`), else over
+        the base scenario where the table has scenarios (the recorded truth)."""
+        if plot is not None:
+            columns = tuple(plot.y)
+        else:
+            rates = [c.name for c in contract.columns if (c.unit or "").startswith("USD/")]
+            columns = tuple(rates[:1])
+        if not columns:
+            return None
+        base = "scenario = 'base'" if "scenario" in contract.column_names else None
+        return cls(columns, plot.where if plot is not None and plot.where else base)
+
+    def keys(self) -> list[str]:
+        return [f"mean_{c}" for c in self.columns]
+
+    def per_day(self, con, table: str, column: str, window: Window) -> dict[str, dict]:
+        """{UTC day: {mean_<column>: value}} for the days of `window` that have rows."""
+        day = utc_day(quote(column))
+        means = ", ".join(f"avg({quote(c)})" for c in self.columns)
+        where = f" AND ({self.where})" if self.where else ""  # SQL of the header, like a rule's
+        rows = con.execute(
+            f"SELECT {day} AS day, {means} FROM {quote(table)} "
+            f"WHERE {day} >= $start AND {day} < $end{where} GROUP BY ALL",
+            {"start": window.start, "end": window.end},
+        ).fetchall()
+        return {
+            d.isoformat(): {k: v for k, v in zip(self.keys(), values, strict=True) if v is not None}
+            for d, *values in rows
+        }
+
+    def of_table(self, con, table: str) -> dict:
+        """{mean_<column>: value} over the whole (unpartitioned) table."""
+        means = ", ".join(f"avg({quote(c)})" for c in self.columns)
+        where = f" WHERE {self.where}" if self.where else ""
+        values = con.execute(f"SELECT {means} FROM {quote(table)}{where}").fetchone()
+        return {k: v for k, v in zip(self.keys(), values, strict=True) if v is not None}
+
+
 # What an asset writes for a window: the data (frame or SQL), where it came from, SQL parameters.
 Compute = Callable[[Window | None], tuple[pl.DataFrame | str, str, dict]]
 
@@ -121,6 +172,7 @@ def table_asset(
     plot: PlotSpec | None = None,
     lineage_of: Callable[[], dg.TableColumnLineage] | None = None,
     rollup: Rollup | None = None,
+    figures: Figures | None = None,
 ) -> dg.AssetsDefinition:
     """The asset writing `contract.table` with the rows `compute` gives; with `rollup`, the asset
     of the rollup's table instead, fed `days_per_write` days at a time with rows that `contract`
@@ -206,12 +258,25 @@ def table_asset(
             else "no rows"
         }
         if lineage_of is not None:
-            of_table["dagster/column_lineage"] = lineage_of()
+            lineage = lineage_of()
+            of_table["dagster/column_lineage"] = lineage
+            of_table["column_lineage"] = dg.MetadataValue.md(
+                lineage_markdown(lineage, contract.column_names)
+            )
         if plot is not None:
             with warehouse.get().latest() as con:
                 of_table["plot"] = dg.MetadataValue.md(
                     markdown_image(render_png(con, contract.table, plot), plot.title)
                 )
+        if figures is not None:  # numbers of each day, on that day's materialisation
+            with warehouse.get().latest() as con:
+                if partitions_def is None:
+                    of_table |= figures.of_table(con, contract.table)
+                else:
+                    per_day = figures.per_day(con, contract.table, partition_column, window)
+                    for key in context.partition_keys:
+                        if per_day.get(key):
+                            context.add_asset_metadata(per_day[key], partition_key=key)
         if partitions_def is not None:
             context.add_asset_metadata(of_table, partition_key=context.partition_keys[-1])
             of_table = {}
@@ -406,6 +471,7 @@ def sql_asset(
         owner=spec.header.owner or owner,
         automation_condition=EAGER_ANY_DAY if eager else None,
         plot=spec.header.plot,
+        figures=Figures.of(contract, spec.header.plot),
         lineage_of=lambda: column_lineage(
             spec.query,
             tuple(contract.column_names),

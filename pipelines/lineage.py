@@ -39,10 +39,29 @@ def column_lineage(
         sources = {
             (leaf.source.name, leaf.name.split(".")[-1])
             for leaf in root.walk()
-            if not leaf.downstream and isinstance(leaf.source, exp.Table)
+            # a table, not a table function (range(...) AS days(day): no name, no asset)
+            if not leaf.downstream and isinstance(leaf.source, exp.Table) and leaf.source.name
         }
         deps[column] = [
             dg.TableColumnDep(asset_key=dg.AssetKey(table), column_name=name)
             for table, name in sorted(sources)
         ]
     return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def lineage_markdown(lineage: dg.TableColumnLineage, columns: list[str]) -> str:
+    """The lineage as a markdown table, a row per column of the table (in its order): the
+    upstream columns it is computed from, as `table.column`."""
+    deps = lineage.deps_by_column
+    lines = ["| column | upstream columns |", "|---|---|"]
+    for column in columns:
+        if column not in deps:
+            upstream = "(not followed: sqlglot could not trace it)"
+        elif not deps[column]:
+            upstream = "(no table column: a constant, a parameter or a generated series)"
+        else:
+            upstream = ", ".join(
+                f"`{d.asset_key.to_user_string()}.{d.column_name}`" for d in deps[column]
+            )
+        lines.append(f"| `{column}` | {upstream} |")
+    return "\n".join(lines)
