@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -167,11 +166,7 @@ class Rule:
     row_count_between: tuple[int, int] | None = None  # table-level rule
     unique_key: tuple[str, ...] | None = None  # table-level rule
     query: str | None = None  # table-level rule: SQL over {object} returning offending rows
-    # what Great Expectations runs: not_null, range, valid_values (its column expectations),
-    # or "sql" (the condition or query, counted as unexpected rows)
-    kind: str = "sql"
-    bounds: tuple | None = None
-    valid_values: tuple | None = None
+    valid_values: tuple | None = None  # of an invalidValues rule, shown with the column
 
     @property
     def blocking(self) -> bool:
@@ -440,20 +435,17 @@ def _column(path: Path, prop, position: int) -> tuple[Column, list[Rule]]:
     if required:
         rules.append(
             Rule(f"{name}_not_null", f"{name} is required", "error", name,
-                 f"{quoted} IS NOT NULL", kind="not_null")
+                 f"{quoted} IS NOT NULL")
         )  # fmt: skip
     if physical == "DOUBLE" and not allow_non_finite:
         # DuckDB orders NaN above every number (NaN >= 0 holds), so a range alone lets NaN and
-        # Infinity past a lower bound, -Infinity past an upper one. For Great
-        # Expectations the rule is a between over every finite double, which NaN and +/-Infinity
-        # fail: a column expectation, judged in the one query of them all.
+        # Infinity past a lower bound, -Infinity past an upper one
         rules.append(
             Rule(f"{name}_finite", f"{name} is a finite number (not NaN or +/-Infinity)",
-                 "error", name, f"{quoted} IS NULL OR isfinite({quoted})", kind="range",
-                 bounds=(-sys.float_info.max, sys.float_info.max))
+                 "error", name, f"{quoted} IS NULL OR isfinite({quoted})")
         )  # fmt: skip
     if bounds:
-        rules.append(_range_rule(name, physical, bounds))
+        rules.append(_range_rule(name, bounds))
     if _flag(where, "unique", prop.get("unique", False)):
         rules.append(_unique_rule(name, f"{name}_unique", "error", ""))
     for i, q in enumerate(_list(where, "quality", prop.get("quality")), 1):
@@ -495,18 +487,12 @@ def _bounds(where: str, prop: dict, physical: str, logical: str) -> dict[str, tu
     return bounds
 
 
-def _range_rule(name: str, physical: str, bounds: dict[str, tuple[str, object]]) -> Rule:
+def _range_rule(name: str, bounds: dict[str, tuple[str, object]]) -> Rule:
     quoted = quote(name)
     ops = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
     parts = [(ops[k], bounds[k][0]) for k in ops if k in bounds]
     condition = " AND ".join(f"{quoted} {op} {sql}" for op, sql in parts)
     described = " and ".join(f"{name} {op} {sql}" for op, sql in parts)
-    # Great Expectations' between takes inclusive numeric bounds; others are judged as SQL
-    inclusive = not ({"exclusiveMinimum", "exclusiveMaximum"} & set(bounds))
-    if physical in ("DOUBLE", "BIGINT", "INTEGER") and inclusive:
-        low, high = bounds.get("minimum", (None, None))[1], bounds.get("maximum", (None, None))[1]
-        return Rule(f"{name}_range", described, "error", name, f"{quoted} IS NULL OR ({condition})",
-                    kind="range", bounds=(low, high))  # fmt: skip
     return Rule(f"{name}_range", described, "error", name, f"{quoted} IS NULL OR ({condition})")
 
 
@@ -561,7 +547,7 @@ def _column_rule(where: str, column: str, physical: str, q) -> Rule:
         if metric == "nullValues":
             name = _rule_name(where, q, f"{column}_null_values")
             return Rule(name, description or f"{column} is never null", severity, column,
-                        f"{quoted} IS NOT NULL", kind="not_null")  # fmt: skip
+                        f"{quoted} IS NOT NULL")  # fmt: skip
         if metric == "duplicateValues":
             return _unique_rule(column, _rule_name(where, q, f"{column}_unique"), severity,
                                 description)  # fmt: skip
@@ -577,9 +563,6 @@ def _column_rule(where: str, column: str, physical: str, q) -> Rule:
         valid = tuple(value for _, value in literals)
         name = _rule_name(where, q, f"{column}_valid_values")
         condition = f"{quoted} IS NULL OR {quoted} IN ({listed})"
-        if physical in ("VARCHAR", "BIGINT", "INTEGER", "DOUBLE"):
-            return Rule(name, description or f"{column} in ({listed})", severity, column,
-                        condition, kind="valid_values", valid_values=valid)  # fmt: skip
         return Rule(name, description or f"{column} in ({listed})", severity, column, condition,
                     valid_values=valid)  # fmt: skip
     if isinstance(q, dict) and kind == "library" and metric is not None:

@@ -21,6 +21,7 @@ from pipelines.assets import (
 from pipelines.contracts import load_contracts
 from pipelines.declarations import load_infrastructure, load_settings, load_sources
 from pipelines.errors import DeclarationError
+from pipelines.rule_plan import bind_rules
 from pipelines.sensors import drop_sensor
 from pipelines.settings import ASSETS_DIR, CONTRACTS_DIR, WAREHOUSE_DIR
 from pipelines.sources.file_drop import FileDropSettings
@@ -33,7 +34,6 @@ from pipelines.sql_assets import (
     parse_sql_asset,
 )
 from pipelines.upkeep import publish_sensors, upkeep_job, upkeep_schedule
-from pipelines.validation import check_rules
 from pipelines.warehouse import QUARANTINE_TABLE, Rollup
 
 DAILY_JOB = "daily"
@@ -102,7 +102,7 @@ def build_definitions(
     views = load_views(assets_dir)
 
     contracts = load_contracts(contracts_dir)
-    check_rules(contracts)
+    bind_rules(contracts)
 
     rollups = {  # what is stored of the sources too big to store row by row
         name: parse_sql_asset(assets_dir / "rollups" / f"{source.stored_as}.sql")

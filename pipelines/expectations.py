@@ -1,14 +1,14 @@
-"""Great Expectations judges each batch against its contract's rules, through the writer's own
-DuckDB connection, inside the write's transaction (the batch is staged there, uncommitted).
+"""Great Expectations judges each batch against its contract's rule plan (pipelines/rule_plan.py),
+through the writer's own DuckDB connection, inside the write's transaction (the batch is staged
+there, uncommitted).
 
 GX's SQL datasource on DuckDB loses its results (GX #11579: it fetches after the connection went
 back to the pool, which rolled it back). Here SQLAlchemy gets the writer's connection wrapped so
 that begin, commit, rollback and close do nothing: the pipeline alone ends its transaction, and
-GX's fetch finds its result intact. GX decides which rules fail (BOOLEAN_ONLY: one bundled query
-for the column rules, one count per row condition); the writer then asks DuckDB which rows, only
-for the rules that failed. A rule whose SQL fails on the data is an error of the write, named
-with its rule, never a rule that failed.
-"""
+GX's fetch finds its result intact. GX runs each rule's query once, counting what it selects
+(BOOLEAN_ONLY); for the rules that failed, the writer runs the same predicates to find the rows.
+A rule whose SQL fails on the data is an error of the write, named with its rule, never a rule
+that failed."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from functools import cache
 
 import duckdb
 
-from pipelines.contracts import Rule
 from pipelines.errors import RuleError, cut
+from pipelines.rule_plan import Check
 
 # GX warns that it has no DuckDB type module; only type expectations reach it, not these rules.
 logging.getLogger("great_expectations.expectations.type_comparison").setLevel(logging.ERROR)
@@ -78,36 +78,19 @@ def _gx():
     return gx, gxe, BorrowedConnection, UnexpectedRowsCount, context
 
 
-def _rows_query(sql_over_batch: str) -> str:
-    return sql_over_batch.replace("{", "{{").replace("}", "}}").replace("{{batch}}", "{batch}")
+def _expectation(check: Check):
+    """The check as GX runs it: its query, counted (GX formats the query, filling in `{batch}`:
+    the query's own braces are doubled)."""
+    *_, UnexpectedRowsCount, _ = _gx()
+    query = check.failing.replace("{", "{{").replace("}", "}}")
+    query = query.replace("{{batch}}", "(SELECT * FROM {batch})")  # a relation, as GX fills it
+    return UnexpectedRowsCount(unexpected_rows_query=query, meta={"rule": check.rule.name})
 
 
-def _expectation(rule: Rule):
-    _, gxe, _, UnexpectedRowsCount, _ = _gx()
-    meta = {"rule": rule.name}
-    if rule.kind == "not_null":
-        return gxe.ExpectColumnValuesToNotBeNull(column=rule.column, meta=meta)
-    if rule.kind == "range":
-        low, high = rule.bounds
-        return gxe.ExpectColumnValuesToBeBetween(
-            column=rule.column, min_value=low, max_value=high, meta=meta
-        )
-    if rule.kind == "valid_values":
-        return gxe.ExpectColumnValuesToBeInSet(
-            column=rule.column, value_set=list(rule.valid_values), meta=meta
-        )
-    if rule.condition is not None:  # `new` is the row, for correlated subqueries
-        query = f"SELECT * FROM (SELECT * FROM {{batch}}) AS new WHERE ({rule.condition}) IS FALSE"
-    elif rule.query:
-        query = rule.query.replace("{object}", "(SELECT * FROM {batch})")
-    else:
-        raise ValueError(f"no expectation for rule {rule.name}")
-    return UnexpectedRowsCount(unexpected_rows_query=_rows_query(query), meta=meta)
-
-
-def failing_rules(con: duckdb.DuckDBPyConnection, relation: str, rules: list[Rule]) -> set[str]:
-    """Names of the `rules` that `relation` (a query over the writer's connection) breaks."""
-    if not rules:
+def failing_rules(con: duckdb.DuckDBPyConnection, relation: str, plan: list[Check]) -> set[str]:
+    """Names of the rules of `plan` that `relation` (a query over the writer's connection)
+    breaks."""
+    if not plan:
         return set()
     gx, _, BorrowedConnection, _, context = _gx()
     from sqlalchemy.pool import StaticPool
@@ -127,7 +110,7 @@ def failing_rules(con: duckdb.DuckDBPyConnection, relation: str, rules: list[Rul
     try:
         asset = source.add_query_asset("batch", query=relation)
         batch = asset.get_batch(asset.build_batch_request())
-        suite = gx.ExpectationSuite(name="contract", expectations=[_expectation(r) for r in rules])
+        suite = gx.ExpectationSuite(name="contract", expectations=[_expectation(c) for c in plan])
         result = batch.validate(suite, result_format="BOOLEAN_ONLY")
     finally:
         context.data_sources.delete(source.name)
@@ -141,7 +124,7 @@ def failing_rules(con: duckdb.DuckDBPyConnection, relation: str, rules: list[Rul
         # error: then every rule reports the aborted transaction. The cause is the first error
         # the connection met, whose SQL names the rule.
         causes = [(r, m) for r, m in raised if ABORTED not in m]
-        causes += [(_rule_in(sql, rules), m) for sql, m in borrowed.errors if ABORTED not in m]
+        causes += [(_rule_in(sql, plan), m) for sql, m in borrowed.errors if ABORTED not in m]
         rule, message = (causes or raised)[0]
         raise RuleError(f"rule {rule!r} could not be evaluated: {cut(message)}")
     return {o.expectation_config.meta["rule"] for o in result.results if not o.success}
@@ -150,12 +133,11 @@ def failing_rules(con: duckdb.DuckDBPyConnection, relation: str, rules: list[Rul
 ABORTED = "transaction is aborted"
 
 
-def _rule_in(statement: str, rules: list[Rule]) -> str:
-    """The rule whose SQL the failed `statement` ran, or 'unknown'."""
-    for rule in rules:
-        sql = rule.condition or (rule.query or "").replace("{object}", "")
-        if sql and sql in statement:
-            return rule.name
+def _rule_in(statement: str, plan: list[Check]) -> str:
+    """The rule whose query the failed `statement` ran, or 'unknown'."""
+    for check in plan:
+        if all(part in statement for part in check.failing.split("{batch}")):
+            return check.rule.name
     return "unknown"
 
 

@@ -1,14 +1,14 @@
 """Validate a staged batch against its contract, inside the writer's transaction.
 
 The batch is typed as it will be stored (a value that does not cast is a failure with its row);
-Great Expectations then judges the row-level rules (nulls, ranges, sets, row conditions, the
-partition window) on the rows that cast, and the table-level rules (the key is unique, rows per
-day, SQL over the batch) on the rows kept (pipelines/expectations.py). Only for the rules GX
-fails does DuckDB find the rows, tag them with the rules they break, and describe the first.
-Where the contract allows it, rows that break row-level rules are quarantined and the others go
-on; otherwise any failure of a blocking rule stops the write. Every result names the source file
-or URL, the row, the column, the value and the rule.
-"""
+Great Expectations then runs the contract's rule plan (pipelines/rule_plan.py) on the rows that
+cast: the row rules (nulls, ranges, sets, finite numbers, row conditions, the partition window),
+and the rules on the batch as a whole (the key is unique, rows per day, SQL over the batch) on
+the rows kept. Only for the rules GX fails does DuckDB find the rows, with the same predicates
+and queries, tag them with the rules they break, and describe the first. Where the contract
+allows it, rows that break row-level rules are quarantined and the others go on; otherwise any
+failure of a blocking rule stops the write. Every result names the source file or URL, the row,
+the column, the value and the rule."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pipelines.batch import Window
-from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Column, Contract, Rule, utc_day
-from pipelines.errors import DeclarationError, cut, shown
+from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Column, Contract, Rule
+from pipelines.errors import shown
 from pipelines.expectations import failing_rules
+from pipelines.rule_plan import Check, rule_plan
 from pipelines.sqltext import literal, quote
 
 LINEAGE_COLUMNS = ("_source", "_row")  # where each incoming row came from, for error messages
@@ -30,6 +31,10 @@ FLOAT_TYPES = {"DOUBLE", "FLOAT"}
 INTEGER_TEXT = "[+-]?[0-9]+"  # what text an integer column takes: no fraction, hex or spaces
 NUMBER_TEXT = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"  # decimal, finite
 SAMPLE_ROWS = 5
+# the batch the plan runs on: the staged rows whose values are of their types
+CAST_ROWS = (
+    f"SELECT * FROM checked WHERE NOT coalesce(list_contains(_failed, '{TYPES_RULE}'), false)"
+)
 
 
 @dataclass(frozen=True)
@@ -109,18 +114,6 @@ def _mentioned(rule: Rule, contract: Contract) -> list[str]:
     ]
 
 
-def _row_rules(contract: Contract, window: Window | None, partition_column: str | None):
-    rules = [r for r in contract.rules if r.condition]
-    if window is not None and partition_column is not None:
-        day = utc_day(quote(partition_column))
-        condition = f"{day} >= DATE '{window.start}' AND {day} < DATE '{window.end}'"
-        rules.append(
-            Rule("within_partition", f"{partition_column} within [{window.start}, {window.end})",
-                 "error", partition_column, condition)
-        )  # fmt: skip
-    return rules
-
-
 def _check_columns(con, contract: Contract, incoming: str, origin: str) -> RuleResult | None:
     present = [r[0] for r in con.execute(f"DESCRIBE {incoming}").fetchall()]
     missing = [c for c in contract.column_names if c not in present]
@@ -164,7 +157,6 @@ def validate(
         )
         or "false"
     )
-    row_rules = _row_rules(contract, window, partition_column)
     # The typed rows; the row as it arrived is kept only where a value did not cast. When no
     # value can fail its cast they are a view: a day of telemetry is then read where it lies, by
     # each rule, and never copied.
@@ -178,19 +170,11 @@ def validate(
         f"CASE WHEN {type_failed} THEN CAST(to_json(struct_pack({as_arrived})) AS VARCHAR) END "
         f"AS _raw FROM {incoming} AS raw"
     )
-    # Great Expectations judges the rows that cast (a value that does not cast fails its type
-    # only); DuckDB then tags the rows of the rules it failed, and only those. The rules on the
-    # batch as a whole are judged in the same pass, on the rows the batch keeps: those that pass
-    # every blocking row rule (a value that does not cast always blocks its row).
-    keeps = " AND ".join(f"({r.condition}) IS NOT FALSE" for r in row_rules if r.blocking)
-    batch_rules = [r for r in contract.rules if r.unique_key or r.row_count_between or r.query]
-    table_rules = [
-        _on_kept(_as_query(r, window, partition_column) if r.row_count_between else r, keeps)
-        for r in batch_rules
-    ]
-    failed = failing_rules(
-        con, "SELECT * FROM checked WHERE _failed IS NULL", [*row_rules, *table_rules]
-    )
+    # Great Expectations runs the plan on the rows that cast (a value that does not cast fails
+    # its type only). For the row rules it failed, DuckDB tags the rows with the same predicates.
+    plan = rule_plan(contract, window, partition_column)
+    row_rules = [c.rule for c in plan if c.row_level]
+    failed = failing_rules(con, CAST_ROWS, plan)
     tagged = [r for r in row_rules if r.name in failed]
     if tagged:
         tags = ", ".join(f"CASE WHEN ({r.condition}) IS FALSE THEN '{r.name}' END" for r in tagged)
@@ -227,15 +211,10 @@ def validate(
     ]
     batch = f"in the batch from {', '.join(files[:3]) + (' ...' if len(files) > 3 else '')}"
     batch = batch if files else f"in the batch from {origin} (no rows)"
-    for rule in batch_rules:
-        if rule.name not in failed:
-            results.append(RuleResult(rule))
-        elif rule.unique_key:
-            results.append(_unique_key(con, rule))
-        elif rule.row_count_between:
-            results.append(_row_count(con, rule, window, partition_column, batch))
-        else:
-            results.append(_query_rule(con, rule, batch))
+    for check in plan:
+        if not check.row_level:
+            passed = check.rule.name not in failed
+            results.append(RuleResult(check.rule) if passed else _batch_result(con, check, batch))
     (rows_in,) = con.execute("SELECT count(*) FROM checked").fetchone()
     return Validation(results, rows_in, kept_out=kept_out)
 
@@ -249,35 +228,6 @@ def _drop_temp(con, name: str) -> None:
         ).fetchone()[0]
         if found:
             con.execute(f"DROP {kind} {quote(name)}")
-
-
-def _on_kept(rule: Rule, keeps: str) -> Rule:
-    """A rule on the batch as a whole, as a query over the rows that satisfy `keeps`."""
-    query = rule.query
-    if rule.unique_key:
-        key = ", ".join(quote(k) for k in rule.unique_key)
-        query = f"SELECT {key} FROM {{object}} GROUP BY ALL HAVING count(*) > 1"
-    if keeps:  # `new` is the row, as in the row rules
-        query = query.replace("{object}", f"(SELECT * FROM {{object}} AS new WHERE {keeps})")
-    return Rule(rule.name, rule.description, rule.severity, query=query)
-
-
-def _as_query(rule: Rule, window: Window | None, partition_column: str | None) -> Rule:
-    """A rows-per-day rule as a query over the batch, for Great Expectations."""
-    low, high = rule.row_count_between
-    if window is None or partition_column is None:
-        query = (
-            f"SELECT count(*) AS rows FROM {{object}} HAVING count(*) NOT BETWEEN {low} AND {high}"
-        )
-    else:
-        column = quote(partition_column)
-        query = (
-            f"SELECT CAST(day AS DATE) AS day FROM range(DATE '{window.start}', "
-            f"DATE '{window.end}', INTERVAL 1 DAY) AS days(day) LEFT JOIN (SELECT "
-            f"{utc_day(column)} AS of_day, count({column}) AS n FROM {{object}} GROUP BY 1) "
-            f"ON of_day = day WHERE coalesce(n, 0) NOT BETWEEN {low} AND {high}"
-        )
-    return Rule(rule.name, rule.description, rule.severity, query=query)
 
 
 def typed_as(value: str, present: str, column: Column) -> str:
@@ -343,78 +293,19 @@ def _row_result(con, contract: Contract, rule: Rule, failing: int) -> RuleResult
     return RuleResult(rule, failing, example, sample)
 
 
-def _unique_key(con, rule: Rule) -> RuleResult:
-    key = ", ".join(quote(k) for k in rule.unique_key)
-    (duplicated,) = con.execute(
-        f"SELECT count(*) FROM (SELECT {key} FROM new GROUP BY ALL HAVING count(*) > 1)"
-    ).fetchone()
-    if not duplicated:
-        return RuleResult(rule)
-    dupes = fetch_dicts(  # the rows of the first few duplicated keys
-        con,
-        f"WITH keys AS (SELECT {key} FROM new GROUP BY ALL HAVING count(*) > 1) "
-        f"SELECT {key}, count(*) AS copies, list(_row ORDER BY _row) AS rows, "
-        f"any_value(_source) AS _source FROM new SEMI JOIN keys USING ({key}) "
-        f"GROUP BY ALL ORDER BY min(_row) LIMIT {SAMPLE_ROWS}",
-    )
-    first = dupes[0]
-    values = ", ".join(f"{k}={first[k]}" for k in rule.unique_key)
-    example = f"first: ({values}) in {first['_source']} rows {first['rows'][:SAMPLE_ROWS]}"
-    return RuleResult(rule, duplicated, example, dupes)
-
-
-def _query_rule(con, rule: Rule, batch: str) -> RuleResult:
-    offending = fetch_dicts(con, rule.query.replace("{object}", "new"))
-    if not offending:
-        return RuleResult(rule)
-    first = ", ".join(f"{k}={v}" for k, v in offending[0].items())
-    return RuleResult(rule, len(offending), f"first: {first}, {batch}", offending[:SAMPLE_ROWS])
-
-
-def _row_count(
-    con, rule: Rule, window: Window | None, partition_column: str | None, batch: str
-) -> RuleResult:
-    low, high = rule.row_count_between
-    if window is None or partition_column is None:
-        (n,) = con.execute("SELECT count(*) FROM new").fetchone()
-        bad = [] if low <= n <= high else [{"day": "the table", "rows": n}]
+def _batch_result(con, check: Check, batch: str) -> RuleResult:
+    """The failure of a rule on the batch as a whole, from the query GX counted."""
+    failing = check.failing.replace("{batch}", f"({CAST_ROWS})")
+    (count,) = con.execute(f"SELECT count(*) FROM ({failing})").fetchone()
+    cursor = con.execute(failing)
+    names = [d[0] for d in cursor.description]
+    sample = [dict(zip(names, row, strict=True)) for row in cursor.fetchmany(SAMPLE_ROWS)]
+    first, rule = sample[0], check.rule
+    if rule.unique_key:
+        values = ", ".join(f"{k}={first[k]}" for k in rule.unique_key)
+        example = f"first: ({values}) in {first['_source']} rows {first['rows'][:SAMPLE_ROWS]}"
+    elif rule.row_count_between:
+        example = f"first: {first['day']} has {first['rows']} row(s) {batch}"
     else:
-        bad = fetch_dicts(
-            con,
-            f"SELECT CAST(day AS DATE) AS day, count(new._row) AS rows "
-            f"FROM range($start::DATE, $end::DATE, INTERVAL 1 DAY) AS days(day) "
-            f"LEFT JOIN new ON {utc_day('new.' + quote(partition_column))} = day "
-            f"GROUP BY day HAVING count(new._row) NOT BETWEEN {low} AND {high} ORDER BY day",
-            {"start": window.start, "end": window.end},
-        )
-    if not bad:
-        return RuleResult(rule)
-    example = f"first: {bad[0]['day']} has {bad[0]['rows']} row(s) {batch}"
-    return RuleResult(rule, len(bad), example, bad[:SAMPLE_ROWS])
-
-
-def check_rules(contracts: dict[str, Contract]) -> None:
-    """Every rule's SQL binds against the tables the contracts declare (empty, in memory): a
-    misspelt column or table, or a wrong type, fails when the definitions load, naming the
-    contract and the rule, not mid-run."""
-    con = duckdb.connect()
-    for contract in contracts.values():
-        con.execute(contract.create_table_sql())
-    for contract in contracts.values():
-        table = quote(contract.table)
-        for rule in contract.rules:
-            if rule.condition:  # `new` is the row, as where the rule runs
-                sql = f"SELECT * FROM {table} AS new WHERE ({rule.condition}) IS FALSE"
-            elif rule.query:
-                sql = rule.query.replace("{object}", table)
-            else:
-                continue
-            try:
-                con.execute(f"EXPLAIN {sql}")
-            except duckdb.Error as e:
-                reason = str(e).splitlines()[0]
-                raise DeclarationError(
-                    f"{contract.path}: rule {rule.name!r} does not run on the table the "
-                    f"contract declares: {cut(reason)}"
-                ) from None
-    con.close()
+        example = f"first: {', '.join(f'{k}={v}' for k, v in first.items())}, {batch}"
+    return RuleResult(rule, count, example, sample)
