@@ -1,7 +1,9 @@
 """The declarations under `assets/`: infrastructure (sites, fleets), sources and settings.
 
 Each YAML file is checked against a strict model (unknown keys, missing fields and wrong types are
-errors), and fleets must refer to declared sites. Errors name the file, the entry and the field.
+errors), and references between them must lead somewhere: fleets and pool sub-accounts to declared
+sites, a site's bidding zone to a price connector that serves it, a source's deps to tables.
+Errors name the file, the entry, the field and the value.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated, Literal
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.errors import DeclarationError
 
@@ -22,6 +24,20 @@ class Strict(BaseModel):
 
 
 Positive = Annotated[float, Field(gt=0)]
+
+
+def _one_line(text: str) -> str:
+    if not text or not text.isprintable() or text != text.strip():
+        raise ValueError(
+            "an identifier is one line of printable text, without control characters (newline, "
+            "tab) or spaces around it"
+        )
+    return text
+
+
+# Site ids, zones and models: any printable text (quotes and semicolons too: values are bound,
+# never written into SQL), but one line, as the exports, drop files and the answer's table need.
+Identifier = Annotated[str, AfterValidator(_one_line)]
 
 
 class IndexLinkedContract(Strict):
@@ -35,10 +51,10 @@ class FixedContract(Strict):
 
 
 class Site(Strict):
-    site_id: str
+    site_id: Identifier
     name: str
     country: str = Field(min_length=2, max_length=2)
-    bidding_zone: str
+    bidding_zone: Identifier
     timezone: str
     grid_capacity_mw: Positive
     pue: Annotated[float, Field(ge=1, le=2)]
@@ -46,8 +62,8 @@ class Site(Strict):
 
 
 class AsicFleet(Strict):
-    site_id: str
-    model: str
+    site_id: Identifier
+    model: Identifier
     units: Annotated[int, Field(ge=0)]
     th_per_unit: Positive
     watts_per_unit: Positive
@@ -56,9 +72,9 @@ class AsicFleet(Strict):
 
 
 class GpuFleet(Strict):
-    site_id: str
-    gpu_model: str
-    gpu_variant: str
+    site_id: Identifier
+    gpu_model: Identifier
+    gpu_variant: Identifier
     gpus: Annotated[int, Field(ge=0)]
     kw_per_gpu: Positive
     capex_usd_per_gpu: Annotated[float, Field(ge=0)]
@@ -276,11 +292,101 @@ def load_infrastructure(assets_dir: Path, partitions_start: date | None = None) 
 
 
 def load_sources(assets_dir: Path) -> dict[str, Source]:
+    """The sources of sources.yaml, with their references to the other declarations checked
+    (`check_references`)."""
     path = assets_dir / "sources.yaml"
     entries = _read_yaml(path, "sources")
-    return {
+    if not isinstance(entries, dict):
+        raise DeclarationError(f"{path}: 'sources' must map each raw table to its source")
+    sources = {
         name: _parse(Source, data, f"{path}: source {name!r}") for name, data in entries.items()
     }
+    check_references(assets_dir, sources)
+    return sources
+
+
+PRICES = "energy_prices_hourly"  # the raw table an index-linked contract's zone price comes from
+REFERENCE_TABLES = ("sites", "asic_fleet", "gpu_fleet", "scenarios")
+
+
+def _names(folder: Path) -> set[str]:
+    return {p.stem for p in folder.glob("*.sql")} if folder.is_dir() else set()
+
+
+def check_references(assets_dir: Path, sources: dict[str, Source]) -> None:
+    """Refuse (DeclarationError naming the file, the entry and the value) a reference between
+    declarations that leads nowhere:
+
+    - a site with an index-linked power contract whose `bidding_zone` no connector of the source
+      of energy_prices_hourly serves (a connector says which zones it serves with
+      `zones_served()`; when one of them cannot say, file_drop for one, the zones are not
+      checked; a fixed-price site's zone is not priced, so not checked);
+    - a pool sub-account (file_drop `subaccounts`) mapped to a site that sites.yaml does not
+      declare;
+    - a source's `deps` naming no table (a reference table, a source, a rollup or a derived
+      table or view of assets/sql, assets/views): Dagster would take it for an external asset.
+
+    The fleets' site_ids are checked by load_infrastructure.
+    """
+    from pipelines.sources import build_connector  # it imports this module
+
+    sites_path = assets_dir / "infrastructure" / "sites.yaml"
+    sources_path = assets_dir / "sources.yaml"
+    sites = _parse_entries(sites_path, "sites", Site)
+    site_ids = [s.site_id for s in sites]
+
+    tables = {
+        *REFERENCE_TABLES,
+        *sources,
+        *(s.stored_as for s in sources.values() if s.stored_as),
+        *_names(assets_dir / "sql"),
+        *_names(assets_dir / "views"),
+    }
+    connectors = {}  # (source, connector name) -> the connector, its settings checked
+    for name, source in sources.items():
+        where = f"{sources_path}: source {name!r}"
+        unknown = [d for d in source.deps if d not in tables]
+        if unknown:
+            raise DeclarationError(
+                f"{where}: field 'deps': unknown table(s) {unknown}; tables: "
+                f"{', '.join(sorted(tables))}"
+            )
+        for connector, settings in source.connectors.items():
+            connectors[name, connector] = build_connector(connector, settings, name, where)
+
+    for (name, connector), built in connectors.items():
+        for subaccount, site in getattr(built.settings, "subaccounts", {}).items():
+            if site not in site_ids:
+                raise DeclarationError(
+                    f"{sources_path}: source {name!r}: connector {connector!r}: field "
+                    f"'subaccounts.{subaccount}': unknown site {site!r}; sites declared in "
+                    f"{sites_path}: {', '.join(site_ids)}"
+                )
+
+    priced = [
+        (i, s) for i, s in enumerate(sites, start=1) if s.power_contract.type == "index_linked"
+    ]
+    served: dict[str, set[str] | None] = {}
+    for (name, connector), built in connectors.items():
+        if name == PRICES:
+            zones_served = getattr(built, "zones_served", None)
+            served[connector] = zones_served() if zones_served else None
+    if not priced or any(zones is None for zones in served.values()):
+        return
+    zones = set().union(*served.values())
+    for i, site in priced:
+        if site.bidding_zone in zones:
+            continue
+        if served:
+            by = "; ".join(f"{c}: {', '.join(sorted(z)) or 'none'}" for c, z in served.items())
+            what = f"the connectors of source {PRICES!r} in {sources_path} serve {by}"
+        else:
+            what = f"{sources_path} declares no source {PRICES!r}"
+        raise DeclarationError(
+            f"{sites_path}: entry {i} (site_id {site.site_id!r}): field 'bidding_zone': no price "
+            f"source serves zone {site.bidding_zone!r}, the zone its index_linked power contract "
+            f"is priced in; {what}"
+        )
 
 
 def load_settings(assets_dir: Path) -> Settings:

@@ -7,7 +7,9 @@ for data too big for Python (machine telemetry), a DuckDB query that reads such 
 Connectors never write to the warehouse; the asset does.
 
 Each connector class has a `Settings` model (its options in sources.yaml, checked strictly), a
-`tables` set (the raw tables it can load) and `fetch(table, window, partition_column)`.
+`tables` set (the raw tables it can load) and `fetch(table, window, partition_column)`. A
+connector of energy_prices_hourly says which bidding zones it serves with `zones_served()` (None:
+it cannot say, as file_drop), which the declarations check the sites' zones against at load.
 """
 
 from __future__ import annotations

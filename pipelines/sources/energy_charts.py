@@ -72,6 +72,10 @@ class EnergyChartsConnector:
             pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_row"),
         )
 
+    def zones_served(self) -> set[str]:
+        """The bidding zones this connector loads: its `zones`."""
+        return set(self.settings.zones)
+
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame:
         points = pl.concat([self._zone(zone, window) for zone in self.settings.zones])
         hourly = hourly_means(points, window, self.name)

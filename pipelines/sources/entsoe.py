@@ -156,6 +156,10 @@ class EntsoeConnector:
             )
         return token
 
+    def zones_served(self) -> set[str]:
+        """The bidding zones this connector loads: its `zones`."""
+        return set(self.settings.zones)
+
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame:
         token = self._token()
         http = HttpClient(self.name, self.settings, secrets=(token,))

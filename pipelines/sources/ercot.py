@@ -140,6 +140,10 @@ class ErcotConnector:
             "_row",
         )
 
+    def zones_served(self) -> set[str]:
+        """The zones this connector loads: its `zones` (ERCOT_<settlement point>)."""
+        return set(self.settings.zones)
+
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame:
         http = self._client()
         frames = [self._rows(http, z.removeprefix("ERCOT_"), window) for z in self.settings.zones]

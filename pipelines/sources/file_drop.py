@@ -280,6 +280,11 @@ class FileDropConnector:
     def __init__(self, settings: FileDropSettings):
         self.settings = settings
 
+    def zones_served(self) -> None:
+        """None: the zones are whatever the dropped files hold, not declared anywhere, so a
+        site's zone cannot be checked against them when the declarations load."""
+        return None
+
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame:
         what = f"file_drop ({table})"
         if table == MINING:

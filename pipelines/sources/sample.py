@@ -45,6 +45,17 @@ class SampleConnector:
         self.settings = settings or SampleSettings()
         self.data_dir = self.settings.data_dir
 
+    def zones_served(self) -> set[str] | None:
+        """The bidding zones of the sample's energy_prices_hourly.csv (the sample serves the zones
+        its file holds, on the days it holds), or None when that file cannot be read: the run
+        then says why, naming the file."""
+        path = self.data_dir / "energy_prices_hourly.csv"
+        try:
+            zones = pl.read_csv(path, columns=["bidding_zone"], infer_schema=False)
+        except (OSError, pl.exceptions.PolarsError):
+            return None
+        return set(zones["bidding_zone"].drop_nulls())
+
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame | str:
         if table == "miner_telemetry":  # a query: the rows are generated in the warehouse
             machines = self.settings.telemetry_machines

@@ -31,6 +31,7 @@ from pipelines.errors import cut, shown
 from pipelines.sources.common import COLUMNS, RULE, TS_SHAPE, not_text, why_not_time
 from pipelines.sources.errors import SourceError
 from pipelines.sources.file_drop import DropFolderSettings, check_header, existing_folder
+from pipelines.sqltext import literal
 from pipelines.telemetry import scan_sql
 
 DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -81,10 +82,9 @@ def _check_csv_ts(files: list[Path]) -> None:
     con = duckdb.connect()
     options = "all_varchar = true, header = true"
     for path in csv_files:
-        source = "'" + str(path).replace("'", "''") + "'"
         found = con.execute(
             "SELECT min(line), count(*), arg_min(ts, line) FROM (SELECT ts, "
-            f"row_number() OVER () + 1 AS line FROM read_csv({source}, {options})) "
+            f"row_number() OVER () + 1 AS line FROM read_csv({literal(str(path))}, {options})) "
             "WHERE ts IS NOT NULL AND NOT regexp_full_match(ts, $shape)",
             {"shape": TS_SHAPE},
         ).fetchone()
