@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.errors import MegawattError
+from pipelines.sqltext import literal
 
 LAKE = "lake"  # the catalog name every connection attaches the warehouse as
 DUCKDB_VERSION = "v1.5.5"  # the extension packages' build; pyproject pins duckdb to match
@@ -76,12 +77,12 @@ class Lake:
 
     def attach_sql(self, *, read_only: bool, snapshot: int | None = None) -> str:
         """The ATTACH statement for this lake (ATTACH takes no parameters: quoted literals)."""
-        options = [f"DATA_PATH '{_literal(self.data_path)}'"]
+        options = [f"DATA_PATH {literal(self.data_path)}"]
         if read_only:
             options.append("READ_ONLY")
         if snapshot is not None:
             options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
-        return f"ATTACH 'ducklake:{_literal(self.catalog)}' AS {LAKE} ({', '.join(options)})"
+        return f"ATTACH {literal('ducklake:' + self.catalog)} AS {LAKE} ({', '.join(options)})"
 
     def connect(
         self,
@@ -101,7 +102,7 @@ class Lake:
         weakref.finalize(con, shutil.rmtree, spill, True)
         try:
             for name in self.extensions():
-                con.execute(f"LOAD '{_literal(extension_path(name))}'")
+                con.execute(f"LOAD {literal(extension_path(name))}")
             con.execute("SET TimeZone = 'UTC'")
             con.execute("SET enable_progress_bar = false")
             if self.s3 is not None:
@@ -144,10 +145,5 @@ class Lake:
         }
         if s3.endpoint:
             options["ENDPOINT"] = s3.endpoint
-        listed = ", ".join(f"{k} '{_literal(v)}'" for k, v in options.items())
+        listed = ", ".join(f"{k} {literal(v)}" for k, v in options.items())
         con.execute(f"CREATE OR REPLACE SECRET megawatt_s3 (TYPE s3, {listed})")
-
-
-def _literal(text: str) -> str:
-    """The inside of a SQL string literal (for statements that take no parameters)."""
-    return text.replace("'", "''")
