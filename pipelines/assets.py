@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import polars as pl
 
 from pipelines.batch import Window
 from pipelines.contracts import Contract, Rule, utc_day
 from pipelines.declarations import Infrastructure, Source
-from pipelines.errors import ContractViolation, DeclarationError, MegawattError
+from pipelines.errors import ContractViolation, DeclarationError, MegawattError, cut
 from pipelines.lake import S3
 from pipelines.lineage import column_lineage, lineage_markdown
 from pipelines.plots import PlotSpec, markdown_image, render_png
@@ -173,11 +174,23 @@ def table_asset(
     lineage_of: Callable[[], dg.TableColumnLineage] | None = None,
     rollup: Rollup | None = None,
     figures: Figures | None = None,
+    answered_only: bool = False,
+    append: bool = False,
+    observations: SqlAssetSpec | None = None,
 ) -> dg.AssetsDefinition:
     """The asset writing `contract.table` with the rows `compute` gives; with `rollup`, the asset
     of the rollup's table instead, fed `days_per_write` days at a time with rows that `contract`
-    validates."""
+    validates. With `answered_only` (a source), a day without rows keeps what is stored; when
+    no day has rows and the contract wants rows every day, nothing is materialised (the table
+    goes stale if that persists, and the tables built from it wait). With `append`, the rows
+    are added to the window's (observations). With `observations`, the rows of each day also
+    include that query's summary of the observations made during it."""
     within = [WITHIN_PARTITION] if partitions_def is not None else []
+    # a source whose contract wants rows every day publishes every day: a day it did not answer
+    # is an outage, not a day without rows
+    daily_rows = answered_only and any(
+        r.row_count_between and r.row_count_between[0] >= 1 for r in contract.rules
+    )
     checks = [(rule, "") for rule in [*contract.rules, *within]]
     rows_contract = contract
     if rollup is not None:  # its checks: the rollup's rules, then the rows' (prefixed)
@@ -193,6 +206,7 @@ def table_asset(
         deps=deps,
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
+        output_required=not answered_only,
         pool=WRITER_POOL,
         kinds={"duckdb"},
         owners=[owner],
@@ -226,6 +240,10 @@ def table_asset(
         try:
             if rollup is None:
                 data, origin, params = compute(window)
+                if observations is not None:
+                    observed = _observed(warehouse.get(), observations, window, context.log)
+                    data = pl.concat([data, observed], how="diagonal_relaxed")
+                    origin += f" + {observations.path.name}"
                 report = warehouse.get().write(
                     contract,
                     data,
@@ -235,8 +253,30 @@ def table_asset(
                     params=params,
                     run_id=context.run.run_id,
                     rebuild=rebuild,
+                    answered_only=answered_only,
+                    append=append,
                 )
                 checked = list(check_results(report.validation, contract.quarantine))
+                if report.days_without_data:
+                    days = ", ".join(map(str, report.days_without_data))
+                    said = f"{contract.table}: no data from {origin} for {days}"
+                    if daily_rows:  # days it should have had
+                        context.log.warning(f"{said}: the stored rows of those days are kept "
+                                            "(no data is not zero rows)")  # fmt: skip
+                    else:
+                        context.log.info(f"{said} (it has days without rows)")
+                if not report.wrote:  # no day answered: no rule ran
+                    checked = [
+                        dg.AssetCheckResult(
+                            check_name=prefix + rule.name,
+                            passed=True,
+                            metadata={"not_evaluated": "no data from the source: nothing written"},
+                        )
+                        for rule, prefix in checks
+                    ]
+                    if daily_rows:  # not materialised: the table goes stale if this persists
+                        yield from checked
+                        return
             else:
                 report, checked = _write_daily(warehouse.get(), rows_contract, rollup, window,
                                                partition_column, compute, context.run.run_id,
@@ -284,17 +324,37 @@ def table_asset(
             context.log.warning(f"{contract.table}: {failure}")
         yield dg.MaterializeResult(
             metadata={
-                "dagster/row_count": report.rows_in_table,
+                **({"dagster/row_count": report.rows_in_table} if report.wrote else {}),
                 "rows_written": report.rows_written,
                 "rows_quarantined": validation.rows_quarantined,
                 "snapshot": report.snapshot,  # the lake's snapshot of this write (time travel)
                 "window": f"[{window.start}, {window.end})" if window else "whole table",
+                **(
+                    {"days_without_data": ", ".join(map(str, report.days_without_data))}
+                    if report.days_without_data
+                    else {}
+                ),
                 **of_table,
             },
             check_results=checked,
         )
 
     return _table
+
+
+def _observed(warehouse: Warehouse, spec: SqlAssetSpec, window: Window, log) -> pl.DataFrame:
+    """The rows `spec` makes of the observations of `window`'s days (its latest snapshot)."""
+    params = {"start_date": window.start, "end_date": window.end}
+    with warehouse.latest() as con:
+        try:
+            frame = con.execute(spec.query, params).pl()
+        except duckdb.CatalogException as e:  # nothing observed yet: no table
+            log.warning(f"{spec.path.name}: no observations to summarise ({cut(str(e))})")
+            return pl.DataFrame()
+    return frame.with_columns(
+        pl.lit(f"{spec.path} over [{window.start}, {window.end})").alias("_source"),
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_row"),
+    )
 
 
 def _write_daily(warehouse: Warehouse, rows_contract: Contract, rollup: Rollup, window: Window,
@@ -366,7 +426,11 @@ def source_asset(
     sources_file: Path,
     owner: str,
     rollup: Rollup | None = None,
+    observations: SqlAssetSpec | None = None,
 ) -> dg.AssetsDefinition:
+    """The asset of a source: its connectors' rows of each window (and, with `observations`,
+    the day's summary of the observations made during it); an observed source (`observe_cron`)
+    appends each observation to its day."""
     where = f"{sources_file}: source {name!r}"
     connectors = {
         connector: build_connector(connector, settings, name, where)
@@ -387,7 +451,7 @@ def source_asset(
         contract,
         group=source.group,
         description=source.description,
-        deps=source.deps,
+        deps=[*source.deps, *(observations.header.dep_names() if observations else [])],
         partitions_def=partitions_def,
         partition_column=source.partition_column,
         compute=compute,
@@ -395,6 +459,9 @@ def source_asset(
         metadata={"connectors": ", ".join(connectors)}
         | ({"rollup": dg.MetadataValue.md(f"```sql\n{rollup.query}\n```")} if rollup else {}),
         rollup=rollup,
+        answered_only=rollup is None,
+        append=source.observe_cron is not None,
+        observations=observations,
     )
 
 

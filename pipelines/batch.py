@@ -15,6 +15,21 @@ class Window:
     start: date
     end: date
 
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
+
+    def without(self, days: list[date]) -> list[Window]:
+        """The window as the runs of its days that are not in `days`."""
+        runs: list[Window] = []
+        for day in self.days():
+            if day in days:
+                continue
+            if runs and runs[-1].end == day:
+                runs[-1] = Window(runs[-1].start, day + timedelta(days=1))
+            else:
+                runs.append(Window(day, day + timedelta(days=1)))
+        return runs
+
     def chunks(self, days: int) -> list[Window]:
         """The window cut into windows of `days` days (the last may be shorter)."""
         return [

@@ -104,6 +104,12 @@ class Source(Strict):
     # `days_per_write` days per transaction (each holds that many days in memory)
     stored_as: str | None = None
     days_per_write: int = Field(1, ge=1)
+    # a source that can only be read as it is now (an offer book): observed on this cron into
+    # today's partition, each observation appended, never backfilled nor run by the daily job
+    observe_cron: str | None = None
+    # a daily source that also has the day summarised from observations made during it, by
+    # assets/observations/<observations>.sql (which reads the observed table)
+    observations: str | None = None
 
 
 class Partitions(Strict):

@@ -62,6 +62,26 @@ def daily_schedule(
     return _schedule
 
 
+def observe_schedule(table: str, cron: str, days: dg.DailyPartitionsDefinition):
+    """A job observing `table` (a source read as it is now) into today's UTC partition, and its
+    schedule at `cron` (UTC): stopped by default, as the daily schedule is."""
+    job = dg.define_asset_job(
+        f"observe_{table}",
+        selection=[table],
+        description=f"An observation of {table}, appended to today's UTC partition.",
+    )
+
+    @dg.schedule(name=f"observe_{table}_schedule", job=job, cron_schedule=cron)
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        now_utc = context.scheduled_execution_time.astimezone(UTC)
+        today = now_utc.date().isoformat()
+        if not days.has_partition_key(today):
+            return dg.SkipReason(f"{today} is not a declared partition (assets/settings.yaml)")
+        return dg.RunRequest(run_key=now_utc.isoformat(), partition_key=today)
+
+    return job, _schedule
+
+
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:
     """Evaluates the derived tables' eager conditions: running by default, as settings.yaml
     `automation.derived_tables: eager` promises (Dagster's own sensor starts stopped)."""
@@ -104,6 +124,11 @@ def build_definitions(
     contracts = load_contracts(contracts_dir)
     bind_rules(contracts)
 
+    observations = {  # what a daily source summarises of an observed one
+        name: parse_sql_asset(assets_dir / "observations" / f"{source.observations}.sql")
+        for name, source in sources.items()
+        if source.observations
+    }
     rollups = {  # what is stored of the sources too big to store row by row
         name: parse_sql_asset(assets_dir / "rollups" / f"{source.stored_as}.sql")
         for name, source in sources.items()
@@ -124,15 +149,22 @@ def build_definitions(
             f"no contract for {without_contract}, no table for {without_table}"
         )
     # a name no table or view has would pass as an external asset: a typo, refused here
-    check_reads([*sql_specs, *views], {*tables, *(v.table for v in views)})
+    check_reads([*sql_specs, *views, *observations.values()], {*tables, *(v.table for v in views)})
 
     partitions = settings.partitions
-    daily = dg.DailyPartitionsDefinition(
-        start_date=partitions.start_date.isoformat(),
-        end_date=(partitions.end_date + timedelta(days=1)).isoformat()
-        if partitions.end_date
-        else None,
+    end_date = (
+        (partitions.end_date + timedelta(days=1)).isoformat() if partitions.end_date else None
     )
+    daily = dg.DailyPartitionsDefinition(
+        start_date=partitions.start_date.isoformat(), end_date=end_date
+    )
+    # an observed source's days run up to today: each observation is appended to its day
+    observed_days = dg.DailyPartitionsDefinition(
+        start_date=partitions.start_date.isoformat(),
+        end_date=end_date,
+        end_offset=0 if end_date else 1,
+    )
+    observed = {name: s for name, s in sources.items() if s.observe_cron}
     parameters = flatten(settings.economics.model_dump())
     eager = settings.automation.derived_tables == "eager"
     assets = [
@@ -143,10 +175,11 @@ def build_definitions(
                 name,
                 s,
                 contracts[name],
-                daily,
+                observed_days if name in observed else daily,
                 assets_dir / "sources.yaml",
                 settings.default_owner,
                 rollup(rollups[name], contracts, s.days_per_write) if name in rollups else None,
+                observations.get(name),
             )
             for name, s in sources.items()
         ),
@@ -158,14 +191,17 @@ def build_definitions(
     ]
     daily_job = dg.define_asset_job(
         DAILY_JOB,
-        selection=dg.AssetSelection.all(),
+        # not the observed sources: a past day cannot be observed, only summarised
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*observed),
         description="Every table for a range of UTC days: sources, then derived tables.",
     )
+    observing = [observe_schedule(n, s.observe_cron, observed_days) for n, s in observed.items()]
     lake_upkeep = upkeep_job(settings.warehouse.snapshot_retention_days)
     return dg.Definitions(
         assets=assets,
-        jobs=[daily_job, lake_upkeep],
+        jobs=[daily_job, lake_upkeep, *(job for job, _ in observing)],
         schedules=[
+            *(schedule for _, schedule in observing),
             daily_schedule(daily_job, daily, settings.schedule.cron, settings.schedule.timezone),
             upkeep_schedule(lake_upkeep, settings.warehouse.upkeep_cron),
         ],

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -77,6 +77,14 @@ class WriteReport:
     rollup_validation: Validation | None = None
     snapshot: int | None = None  # the snapshot the write committed
     retries: int = 0  # commits that conflicted with another writer's and were redone
+    # days of the window the data had no row for: their stored rows were kept (no data is not
+    # zero rows), with `answered_only`
+    days_without_data: tuple[date, ...] = ()
+
+    @property
+    def wrote(self) -> bool:
+        """Whether the write committed (not when the data answered none of its days)."""
+        return self.snapshot is not None
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,8 @@ class Warehouse:
         run_id: str | None = None,
         rebuild: bool = False,
         rollup: Rollup | None = None,
+        answered_only: bool = False,
+        append: bool = False,
     ) -> WriteReport:
         """Replace `window` of `contract.table` (the whole table when None) with `data`.
 
@@ -186,12 +196,22 @@ class Warehouse:
         stored themselves: their rollup is, validated against its own contract. `rebuild` lets a
         change of the table's shape that cannot keep its history drop what is stored: only for a
         write of every partition. A write outside a run (`run_id` None) is published at once.
+
+        With `answered_only` (a source's data), a day of the window without rows in `data` keeps
+        its stored rows: an empty answer is no data, not a day of zero rows. When no day has
+        rows, nothing is written or committed. With `append` (an observation), the rows are
+        added to the window's, which stay, as do its quarantined rows.
         """
+        if append and window is None:
+            raise ValueError("an append is to a window of days")
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 report = self._write(contract, data, origin, window, partition_column, params,
-                                     run_id, rebuild, rollup)  # fmt: skip
+                                     run_id, rebuild, rollup, answered_only, append)  # fmt: skip
                 break
+            except _NoData as nothing:
+                return WriteReport(contract.table, 0, 0, Validation([]), [],
+                                   days_without_data=nothing.days)  # fmt: skip
             except duckdb.TransactionException as e:
                 if "conflict" not in str(e).lower() or attempt == CONFLICT_RETRIES:
                     raise
@@ -206,7 +226,7 @@ class Warehouse:
         return report
 
     def _write(self, contract, data, origin, window, partition_column, params, run_id, rebuild,
-               rollup) -> WriteReport:  # fmt: skip
+               rollup, answered_only, append) -> WriteReport:  # fmt: skip
         stored = contract if rollup is None else rollup.contract
         with self.transaction(f"write {stored.table}", run_id, stored.table) as con:
             # a whole-table write replaces every row: any change of shape keeps nothing less
@@ -227,10 +247,18 @@ class Warehouse:
                         f"{contract.table}: its query cannot run: {reason} (build its "
                         "inputs first: `megawatt run` builds every table)"
                     ) from None
+            unanswered: list[date] = []
+            if answered_only and window is not None:
+                answered = _answered_days(con, contract, "incoming", partition_column, window)
+                unanswered = [d for d in window.days() if d not in answered]
+                if not answered:
+                    raise _NoData(tuple(unanswered))  # rolls the transaction back
+                # the span of the days answered; a day without data inside it is kept below
+                window = Window(min(answered), max(answered) + timedelta(days=1))
             validation = self._validate(con, contract, "incoming", origin, window,
                                         partition_column)  # fmt: skip
             validation.rows_quarantined = self._quarantine(
-                con, contract, window, partition_column, validation.kept_out
+                con, contract, window, partition_column, validation.kept_out, append
             )
             stored_column, rollup_validation = partition_column, None
             if rollup is not None:
@@ -239,9 +267,15 @@ class Warehouse:
                 rollup_validation = self._validate(
                     con, stored, "rolled", str(rollup.path), window, stored_column
                 )
-            written, total, preview = self._replace(con, stored, window, stored_column)
+            kept = (
+                window.days()
+                if append
+                else [d for d in unanswered if window.start <= d < window.end]
+            )
+            written, total, preview = self._replace(con, stored, window, stored_column, kept)
+        snapshot = self.latest_snapshot(run_id)
         return WriteReport(stored.table, written, total, validation, preview, rollup_validation,
-                           self.latest_snapshot(run_id))  # fmt: skip
+                           snapshot, days_without_data=tuple(unanswered))  # fmt: skip
 
     @staticmethod
     def _validate(con, contract: Contract, relation: str, origin: str, window, column):
@@ -267,16 +301,19 @@ class Warehouse:
         return validation
 
     @staticmethod
-    def _replace(con, contract: Contract, window: Window | None, partition_column: str | None):
-        """Replace the window's rows of the table by those of `new`: (written, total, preview)."""
+    def _replace(con, contract: Contract, window: Window | None, partition_column: str | None,
+                 kept: list[date] = ()):  # fmt: skip
+        """Replace the window's rows of the table by those of `new`, but for the `kept` days:
+        (written, total, preview)."""
         table = quote(contract.table)
-        where, bounds = "", {}
-        if window is not None:
+        if window is None:
+            con.execute(f"DELETE FROM {table}")
+        else:
             # a plain range on the stored column, so that DuckDB prunes files by their min/max
             column = next(c for c in contract.columns if c.name == partition_column)
             where = f" WHERE {quote(column.name)} >= $start AND {quote(column.name)} < $end"
-            bounds = _window_bounds(column, window)
-        con.execute(f"DELETE FROM {table}{where}", bounds)
+            for part in window.without(kept):
+                con.execute(f"DELETE FROM {table}{where}", _window_bounds(column, part))
         columns = ", ".join(quote(c) for c in contract.column_names)
         con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM new")
         (written,) = con.execute("SELECT count(*) FROM new").fetchone()
@@ -288,9 +325,16 @@ class Warehouse:
         return written, total, preview
 
     def _quarantine(
-        self, con, contract: Contract, window: Window | None, partition_column, kept_out: str
+        self,
+        con,
+        contract: Contract,
+        window: Window | None,
+        partition_column,
+        kept_out: str,
+        append: bool = False,
     ) -> int:
-        """Replace the quarantined rows of this table and window by this batch's; count them."""
+        """Replace (or with `append`, add to) the quarantined rows of this table and window by
+        this batch's; count them."""
         quarantine = parse_contract(self.contracts_dir / f"{QUARANTINE_TABLE}.odcs.yaml")
         self._ensure_table(con, quarantine, rebuild=False)
         day = "NULL"
@@ -304,7 +348,8 @@ class Warehouse:
         where = "table_name = $table" + (
             "" if window is None else " AND day >= $start AND day < $end"
         )
-        con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE {where}", bounds)
+        if not append:
+            con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE {where}", bounds)
         if not contract.quarantine:
             return 0
         con.execute(
@@ -427,7 +472,8 @@ class Warehouse:
     def _write_attach_script(self, published: Published) -> None:
         """`attach.sql`: the statements that open the published snapshot read-only, for the
         duckdb CLI (`duckdb -init warehouse/attach.sql`) and BI tools. Replaced atomically."""
-        loads = "\n".join(f"LOAD '{extension_path(name)}';" for name in self.lake.extensions())
+        extensions = self.lake.extensions()
+        loads = "\n".join(f"LOAD {literal(extension_path(name))};" for name in extensions)
         text = (
             f"-- The megawatt warehouse as published by run {published.run_id or '(none)'} at "
             f"{published.published_at:%Y-%m-%d %H:%M:%S} UTC: snapshot {published.snapshot}, "
@@ -741,6 +787,27 @@ def _changes(contract: Contract, stored: dict, stored_key: list | None):
 def _comment(con, contract: Contract) -> None:
     for statement in contract.comment_sql():
         con.execute(statement)
+
+
+class _NoData(Exception):
+    """The data of a source's write had no row for any day of its window."""
+
+    def __init__(self, days: tuple[date, ...]):
+        self.days = days
+
+
+def _answered_days(con, contract: Contract, relation: str, column: str, window: Window) -> set:
+    """The days of `window` that `relation` has rows for, by its `column` as the contract types
+    it (a value that does not cast counts for no day: its row fails validation anyway)."""
+    typed = next(c for c in contract.columns if c.name == column).type
+    day = utc_day(f"TRY_CAST({quote(column)} AS {typed})")
+    return {
+        d
+        for (d,) in con.execute(
+            f"SELECT DISTINCT {day} FROM {relation} WHERE {day} >= $start AND {day} < $end",
+            {"start": window.start, "end": window.end},
+        ).fetchall()
+    }
 
 
 def _window_bounds(column: Column, window: Window) -> dict:

@@ -231,12 +231,6 @@ def test_a_contract_column_named_with_sql_is_refused_at_load(tmp_path: Path, col
     assert re.search(rf"{re.escape(repr(column))} is not a plain lower-case name", message), message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipelines/warehouse.py Warehouse._write_attach_script writes LOAD '<extension path>' "
-    "without escaping: a project (and its .venv) under a folder with a quote gives a broken "
-    "attach.sql (lake.py's own LOAD escapes it)",
-)
 def test_attach_script_with_a_quote_in_the_extension_path(tmp_path: Path, monkeypatch):
     """As if the project and its .venv lay under `it's; a "dir"`: extensions copied there."""
     import pipelines.warehouse

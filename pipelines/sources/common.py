@@ -32,11 +32,21 @@ COLUMNS: dict[str, list[str]] = {
     ],
     "gpu_market_prices_daily": [
         "date", "gpu_model", "gpu_variant", "lease_type", "source", "price_usd_per_gpu_hour",
-        "p25_usd_per_gpu_hour", "p75_usd_per_gpu_hour", "offers",
+        "p25_usd_per_gpu_hour", "p75_usd_per_gpu_hour", "offers", "observations",
+    ],
+    "gpu_offers_observed": [
+        "observed_at", "source", "offer_id", "lease_type", "gpu_model", "gpu_variant", "gpus",
+        "price_usd_per_gpu_hour",
     ],
     "gpu_usage_daily": ["date", "site_id", "gpu_model", "gpu_hours_sold", "revenue_usd"],
 }  # fmt: skip
 LINEAGE = ["_source", "_row"]
+# Columns a file may leave out (not required by the contract, or derived from the GPU name).
+OPTIONAL: dict[str, set[str]] = {
+    "gpu_market_prices_daily": {
+        "gpu_variant", "p25_usd_per_gpu_hour", "p75_usd_per_gpu_hour", "observations",
+    },
+}  # fmt: skip
 
 
 def days(window: Window) -> Iterator[date]:
@@ -64,6 +74,8 @@ def finish(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     """The contract's columns in order, then `_source` and `_row`."""
     if frame.is_empty() and not set(COLUMNS[table]) <= set(frame.columns):
         return empty(table)
+    absent = [c for c in OPTIONAL.get(table, ()) if c not in frame.columns]
+    frame = frame.with_columns(pl.lit(None, pl.Utf8).alias(c) for c in absent)
     return frame.select([*COLUMNS[table], *LINEAGE])
 
 

@@ -55,6 +55,7 @@ from pipelines.settings import PROJECT_DIR
 from pipelines.sources.common import (
     COLUMNS,
     LINEAGE,
+    OPTIONAL,
     check_times,
     csv_bytes,
     empty,
@@ -75,10 +76,6 @@ ENTITY: dict[str, list[str]] = {
     "fx_rates_daily": ["currency"],
     "gpu_market_prices_daily": ["gpu_model", "gpu_variant", "lease_type", "source"],
     "gpu_usage_daily": ["site_id", "gpu_model"],
-}
-# Columns a file may leave out (not required by the contract, or derived from the GPU name).
-OPTIONAL: dict[str, set[str]] = {
-    "gpu_market_prices_daily": {"gpu_variant", "p25_usd_per_gpu_hour", "p75_usd_per_gpu_hour"},
 }
 # The unit each unit-carrying column is expected in (as in the contracts).
 EXPECTED_UNIT = {

@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipelines.batch import Window
 from pipelines.errors import cut, shown_list
 from pipelines.settings import SAMPLE_DATA_DIR
-from pipelines.sources.common import TIME_COLUMNS, check_times, csv_bytes, utc_day
+from pipelines.sources.common import (
+    OPTIONAL,
+    TIME_COLUMNS,
+    check_times,
+    csv_bytes,
+    empty,
+    utc_day,
+)
 from pipelines.sources.errors import SourceError
 from pipelines.telemetry import generate_sql
 
@@ -38,7 +45,7 @@ class SampleConnector:
     Settings: ClassVar[type[BaseModel]] = SampleSettings
     tables: ClassVar[set[str]] = {
         "btc_network_daily", "mining_output_daily", "energy_prices_hourly", "fx_rates_daily",
-        "gpu_market_prices_daily", "gpu_usage_daily", "miner_telemetry",
+        "gpu_market_prices_daily", "gpu_usage_daily", "miner_telemetry", "gpu_offers_observed",
     }  # fmt: skip
 
     def __init__(self, settings: SampleSettings | None = None):
@@ -64,6 +71,8 @@ class SampleConnector:
                 f"row_number() OVER (ORDER BY ts, machine_id) AS _row "
                 f"FROM ({generate_sql(machines, window)})"
             )
+        if table == "gpu_offers_observed":  # the sample's GPU prices are days, not observations
+            return empty(table)
         what = f"sample ({table})"
         path = self.data_dir / f"{table}.csv"
         data = csv_bytes(what, path)
@@ -73,7 +82,13 @@ class SampleConnector:
         except pl.exceptions.PolarsError as e:
             raise SourceError(f"{what}: {path}: not a readable CSV file: {cut(str(e))}") from None
         frame = frame.with_row_index("_row", offset=2).with_columns(
-            pl.lit(str(path)).alias("_source")
+            pl.lit(str(path)).alias("_source"),
+            # as in drop files, a column the contract does not require may be left out
+            *(
+                pl.lit(None, pl.Utf8).alias(c)
+                for c in OPTIONAL.get(table, ())
+                if c not in frame.columns
+            ),
         )
         times = [c for c in TIME_COLUMNS if c in frame.columns]
         check_times(what, frame, times)

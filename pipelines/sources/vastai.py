@@ -1,21 +1,23 @@
-"""GPU rental prices from vast.ai's public offer search (key-free), -> gpu_market_prices_daily.
+"""GPU rental offers from vast.ai's public offer search (key-free), -> gpu_offers_observed.
 
 `GET {base_url}/api/v0/bundles/?q=<JSON query>` answers `{"offers": [{"id", "gpu_name",
-"num_gpus", "dph_total", "min_bid", "rentable", ...}]}`. Two requests per run: `type` on-demand
-(price `dph_total`, USD per offer-hour) and `type` bid (interruptible: the offer's `min_bid`).
-A multi-GPU offer's price is per offer: divided by `num_gpus`. Summarised per (gpu_model,
-gpu_variant, lease_type) into the median, p25, p75 per GPU-hour and the offer count; source is
-"vast.ai"; lease_type "on-demand" or "spot" (interruptible).
+"num_gpus", "dph_total", "min_bid", "rentable", ...}]}`. Two requests per observation: `type`
+on-demand (price `dph_total`, USD per offer-hour) and `type` bid (interruptible: the offer's
+`min_bid`). One row per offer and lease type ("on-demand", or "spot" for interruptible), its price
+divided by its GPUs; GPU names normalised ("H100 SXM5 80GB" and "H100_SXM" are H100 / SXM);
+source "vast.ai".
 
-A live listing is a snapshot of now: this connector fills today's UTC partition only and refuses
-any other window (backfill history from files with `file_drop`, or from a daily schedule).
+A listing is the offer book as it is now: each call is an observation, stamped with the time it
+was made, and it fills today's UTC partition only (it refuses any other window). The source is
+observed on its own schedule (`observe_cron` in sources.yaml, hourly), and a day's prices in
+gpu_market_prices_daily summarise the observations made during that day.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import ClassVar
 
 import polars as pl
@@ -63,8 +65,8 @@ class VastaiSettings(HttpSettings):
 
 class VastaiConnector:
     Settings: ClassVar[type[BaseModel]] = VastaiSettings
-    tables: ClassVar[set[str]] = {"gpu_market_prices_daily"}
-    name = "vastai (gpu_market_prices_daily)"
+    tables: ClassVar[set[str]] = {"gpu_offers_observed"}
+    name = "vastai (gpu_offers_observed)"
     SEARCHES = (("on-demand", "on-demand", "dph_total"), ("bid", "spot", "min_bid"))
 
     def __init__(self, settings: VastaiSettings):
@@ -72,18 +74,19 @@ class VastaiConnector:
         self.http = HttpClient(self.name, settings)
 
     @staticmethod
-    def today() -> datetime:
+    def now() -> datetime:
         return datetime.now(UTC)
 
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame:
-        today = self.today().date()
-        if (window.start, window.end) != (today, today + timedelta(days=1)):
+        observed_at = self.now().replace(microsecond=0)
+        if not window.start <= observed_at.date() < window.end:
+            now = observed_at.strftime("%Y-%m-%d %H:%M")
             raise SourceError(
-                f"{self.name}: vast.ai lists today's offers only, so it fills today's partition "
-                f"({today}) and cannot load [{window.start}, {window.end}): load past days from "
-                "files (file_drop)"
+                f"{self.name}: vast.ai lists its offers as they are now ({now}Z), so it observes "
+                f"into today's partition only, not [{window.start}, {window.end}): a past day's "
+                "prices are summarised from the observations made during it"
             )
-        offers = []
+        rows = []
         for search, lease_type, price in self.SEARCHES:
             query = {"rentable": {"eq": True}, "type": search, "limit": self.settings.limit}
             body, shown = self.http.get_json("/api/v0/bundles/", {"q": json.dumps(query)})
@@ -91,30 +94,15 @@ class VastaiConnector:
                 raise SourceError(f"{self.name}: {shown}: expected {{'offers': [...]}}")
             for position, offer in enumerate(body["offers"], start=1):
                 gpu = normalise_gpu(str(offer.get("gpu_name", "")))
-                gpus, value = offer.get("num_gpus"), offer.get(price)
-                if gpu is None or not gpus or value is None:
-                    continue
-                offers.append(
-                    {"gpu_model": gpu[0], "gpu_variant": gpu[1], "lease_type": lease_type,
-                     "per_gpu": float(value) / int(gpus), "_source": shown, "_row": position}
+                gpus, value, offer_id = offer.get("num_gpus"), offer.get(price), offer.get("id")
+                if gpu is None or not gpus or value is None or offer_id is None:
+                    continue  # not a GPU we track, or not an offer of this lease type
+                rows.append(
+                    {"observed_at": observed_at, "source": "vast.ai", "offer_id": str(offer_id),
+                     "lease_type": lease_type, "gpu_model": gpu[0], "gpu_variant": gpu[1],
+                     "gpus": int(gpus), "price_usd_per_gpu_hour": float(value) / int(gpus),
+                     "_source": shown, "_row": position}
                 )  # fmt: skip
-        if not offers:
+        if not rows:
             return empty(table)
-        summary = (
-            pl.DataFrame(offers)
-            .filter(pl.col("per_gpu") > 0)
-            .group_by("gpu_model", "gpu_variant", "lease_type")
-            .agg(
-                pl.col("per_gpu").median().alias("price_usd_per_gpu_hour"),
-                pl.col("per_gpu").quantile(0.25, "linear").alias("p25_usd_per_gpu_hour"),
-                pl.col("per_gpu").quantile(0.75, "linear").alias("p75_usd_per_gpu_hour"),
-                pl.len().cast(pl.Int64).alias("offers"),
-                pl.col("_source").first(),
-                pl.col("_row").min().cast(pl.Int64),
-            )
-            .sort("gpu_model", "gpu_variant", "lease_type")
-            .with_columns(
-                pl.lit(today.isoformat()).alias("date"), pl.lit("vast.ai").alias("source")
-            )
-        )
-        return finish(table, summary)
+        return finish(table, pl.DataFrame(rows))

@@ -1,4 +1,4 @@
-"""vastai connector -> gpu_market_prices_daily, and the one GPU-name normaliser."""
+"""vastai connector -> gpu_offers_observed, and the one GPU-name normaliser."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pipelines.sources.vastai import VastaiConnector, normalise_gpu
 
 from .conftest import FAST, recorded, window
 
+NOW = datetime(2024, 4, 20, 6, 0, 12, 345678, tzinfo=UTC)
 NAMES = [
     ("H100 SXM5 80GB", ("H100", "SXM")),
     ("H100_SXM", ("H100", "SXM")),
@@ -42,9 +43,7 @@ def test_normalise_gpu(name, expected):
 
 @pytest.fixture
 def vast(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPServer:
-    monkeypatch.setattr(
-        VastaiConnector, "today", staticmethod(lambda: datetime(2024, 4, 20, 6, tzinfo=UTC))
-    )
+    monkeypatch.setattr(VastaiConnector, "now", staticmethod(lambda: NOW))
 
     def bundles(request: Request) -> Response:
         kind = json.loads(request.args["q"])["type"]
@@ -56,41 +55,41 @@ def vast(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPServer:
 
 def connector(server: HTTPServer) -> VastaiConnector:
     settings = {"base_url": server.url_for(""), **FAST}
-    return build_connector("vastai", settings, "gpu_market_prices_daily", "t")
+    return build_connector("vastai", settings, "gpu_offers_observed", "t")
 
 
 def test_registered():
     assert CONNECTORS["vastai"] is VastaiConnector
 
 
-def test_today_summary(vast: HTTPServer):
+def test_an_observation_is_every_offer_now(vast: HTTPServer):
     frame = connector(vast).fetch(
-        "gpu_market_prices_daily", window("2024-04-20", "2024-04-21"), "date"
+        "gpu_offers_observed", window("2024-04-20", "2024-04-21"), "observed_at"
     )
-    rows = {(r["gpu_model"], r["gpu_variant"], r["lease_type"]): r for r in frame.to_dicts()}
-    h100 = rows[("H100", "SXM", "on-demand")]
+    assert set(frame["observed_at"]) == {NOW.replace(microsecond=0)}  # one time per observation
+    assert set(frame["source"]) == {"vast.ai"}
+    h100 = frame.filter(
+        (frame["gpu_model"] == "H100")
+        & (frame["gpu_variant"] == "SXM")
+        & (frame["lease_type"] == "on-demand")
+    )
     # 19.20/8 = 2.40, 2.60/1, 5.00/2 = 2.50 per GPU-hour: the listed price is per offer
-    assert h100["offers"] == 3 and h100["price_usd_per_gpu_hour"] == pytest.approx(2.50)
-    assert h100["p25_usd_per_gpu_hour"] == pytest.approx(2.45)
-    assert h100["p75_usd_per_gpu_hour"] == pytest.approx(2.55)
-    assert rows[("H100", "SXM", "spot")]["price_usd_per_gpu_hour"] == pytest.approx(1.35)
-    assert rows[("A100", "SXM", "on-demand")]["price_usd_per_gpu_hour"] == pytest.approx(1.10)
-    assert ("H100", "PCIe", "on-demand") in rows and ("RTX 4090", "PCIe", "on-demand") in rows
-    assert set(frame["source"]) == {"vast.ai"} and set(frame["date"]) == {"2024-04-20"}
-    assert all(r[1] != "RTX 3090" for r in rows)
+    assert sorted(h100["price_usd_per_gpu_hour"].round(6)) == [2.40, 2.50, 2.60]
+    assert sorted(h100["gpus"]) == [1, 2, 8]
+    assert frame.select("offer_id", "lease_type").is_duplicated().sum() == 0
+    spot = frame.filter(frame["lease_type"] == "spot")["gpu_model"]
+    assert "H100" in spot and "RTX 3090" not in set(frame["gpu_model"])
 
 
 def test_refuses_past_windows(vast: HTTPServer):
-    with pytest.raises(SourceError, match=r"lists today's offers only.*\(2024-04-20\).*2024-04-19"):
-        connector(vast).fetch("gpu_market_prices_daily", window("2024-04-19", "2024-04-20"), "date")
+    with pytest.raises(SourceError, match=r"as they are now \(2024-04-20 06:00Z\).*2024-04-19"):
+        connector(vast).fetch("gpu_offers_observed", window("2024-04-19", "2024-04-20"), "ts")
 
 
 def test_bad_answer(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(
-        VastaiConnector, "today", staticmethod(lambda: datetime(2024, 4, 20, tzinfo=UTC))
-    )
+    monkeypatch.setattr(VastaiConnector, "now", staticmethod(lambda: NOW))
     httpserver.expect_request("/api/v0/bundles/").respond_with_json({"error": "rate limited"})
     with pytest.raises(SourceError, match=r"vastai .*/api/v0/bundles/\?q=.*expected \{'offers'"):
         connector(httpserver).fetch(
-            "gpu_market_prices_daily", window("2024-04-20", "2024-04-21"), "date"
+            "gpu_offers_observed", window("2024-04-20", "2024-04-21"), "observed_at"
         )
