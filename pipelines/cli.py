@@ -113,7 +113,8 @@ def run(
             read_range = days[days.index(first) : days.index(last) + 1]
             if not execute(job, instance, read_range, runnable_upstream):
                 return False
-        done = completed_days(instance, graph, selection) if chunk_days else set()
+        in_job = selection or job.asset_layer.selected_asset_keys  # not the observed sources
+        done = completed_days(instance, graph, in_job) if chunk_days else set()
         progress = tqdm(
             total=len(wanted), desc="backfill", disable=not chunk_days,
             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} days [{elapsed}<{remaining}]",
@@ -250,9 +251,7 @@ def _alive(pid: int) -> bool:
 def completed_days(instance, graph, selection) -> set[str]:
     """Days every selected partitioned asset has materialised."""
     keys = [
-        key
-        for key in (selection or graph.get_all_asset_keys())
-        if graph.has(key) and graph.get(key).partitions_def is not None
+        key for key in selection if graph.has(key) and graph.get(key).partitions_def is not None
     ]
     done = [instance.get_materialized_partitions(key) for key in keys]
     return set.intersection(*done) if done else set()

@@ -35,10 +35,12 @@ def test_every_table_is_built_and_non_empty(project):
     # and each has its contract's columns, in order, with the contract's comments; a source
     # stored as a rollup (telemetry) has a contract for its rows but no table of them
     contracts = load_contracts(project.contracts_dir)
-    rolled_up = {n for n, s in load_sources(project.assets_dir).items() if s.stored_as}
+    # (an observed source, vast.ai's offers, is built by its own schedule, not the daily run)
+    sources = load_sources(project.assets_dir).items()
+    not_built = {n for n, s in sources if s.stored_as or s.observe_cron}
     assert project.query("SELECT count(*) FROM miner_telemetry_daily")[0][0] > 0
     for table, contract in contracts.items():
-        if table in rolled_up:
+        if table in not_built:
             assert not project.query("SELECT * FROM duckdb_tables() WHERE table_name = ?", [table])
             continue
         columns = project.query(
