@@ -44,13 +44,16 @@ def _run(project, start: str, end: str, instance=None, tables=("fx_rates_daily",
     return result
 
 
-def test_a_header_only_answer_keeps_the_stored_day(project, httpserver: HTTPServer):
-    _live_ecb(project, httpserver)
-    httpserver.expect_oneshot_request(PATH).respond_with_data(
-        recorded(CSV), content_type="text/csv"
-    )
+def _rates_of_the_week(project, server: HTTPServer) -> list[tuple]:
+    """The ECB's rates of 2024-04-19 to 2024-04-23, loaded from the local server."""
+    _live_ecb(project, server)
+    server.expect_oneshot_request(PATH).respond_with_data(recorded(CSV), content_type="text/csv")
     assert _run(project, "2024-04-19", "2024-04-23").success
-    stored = project.query(RATES)
+    return project.query(RATES)
+
+
+def test_a_header_only_answer_keeps_the_stored_day(project, httpserver: HTTPServer):
+    stored = _rates_of_the_week(project, httpserver)
     assert {d for d, *_ in stored} == {"2024-04-19", "2024-04-22", "2024-04-23"}
 
     header = recorded(CSV).splitlines()[0] + "\n"  # the publication day answered with no rows
@@ -71,12 +74,7 @@ def test_a_header_only_answer_keeps_the_stored_day(project, httpserver: HTTPServ
 
 
 def test_days_with_data_replace_and_days_without_keep(project, httpserver: HTTPServer):
-    _live_ecb(project, httpserver)
-    httpserver.expect_oneshot_request(PATH).respond_with_data(
-        recorded(CSV), content_type="text/csv"
-    )
-    assert _run(project, "2024-04-19", "2024-04-23").success
-    before = project.query(RATES)
+    before = _rates_of_the_week(project, httpserver)
 
     # a revision of 2024-04-22 only: the other publication days answer nothing this time
     lines = recorded(CSV).splitlines()
