@@ -9,6 +9,7 @@ same way, from its contract. Besides: views for analysts (assets/views/) and the
 
 import dataclasses
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,19 @@ class WarehouseResource(dg.ConfigurableResource):
     def get(self) -> Warehouse:
         return warehouse_of(self.directory, self.catalog, self.data_path, self.memory_limit,
                             S3(**self.s3) if self.s3 else None)  # fmt: skip
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext):
+        """A run holds the warehouse from its start to its end (Warehouse.run_lock): runs
+        started together, from `megawatt`, the UI or the schedule, run one after the other.
+        A sensor's use (no run) takes nothing."""
+        run = context.dagster_run
+        if run is None:
+            yield self
+            return
+        waiting = f"{run.job_name}: the warehouse is in use by %s; waiting for it to end"
+        with self.get().run_lock(run.run_id, lambda holder: context.log.info(waiting % holder)):
+            yield self
 
 
 def check_results(validation: Validation, quarantined: bool, prefix: str = ""):

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -148,6 +148,29 @@ class Warehouse:
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / ".write.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # waits for any other writer, in any process
+            yield
+
+    @contextmanager
+    def run_lock(self, run_id: str, waiting: Callable[[str], None]) -> Iterator[None]:
+        """One run at a time on an embedded lake, whichever process started it: a run that
+        starts while another runs waits for it (`waiting` is told whose run), so that what a run
+        publishes is its own writes, never another's half-done. A PostgreSQL catalog does not
+        serialise runs (its writers of different tables commit in parallel)."""
+        if not self.lake.embedded:
+            yield
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / ".run.lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                waiting(lock.read().strip() or "another run")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"run {run_id} (pid {os.getpid()})")
+            lock.flush()
             yield
 
     @contextmanager
