@@ -8,6 +8,9 @@ same way, from its contract. Besides: views for analysts (assets/views/) and the
 """
 
 import dataclasses
+import datetime as dt
+import math
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,8 +25,9 @@ from pipelines.contracts import Contract, Rule, utc_day
 from pipelines.declarations import Infrastructure, Source
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError, cut
 from pipelines.lake import S3
-from pipelines.lineage import column_lineage, lineage_markdown
+from pipelines.lineage import column_lineage, lineage_table
 from pipelines.plots import PlotSpec, markdown_image, render_png
+from pipelines.settings import PROJECT_DIR
 from pipelines.sources import build_connector
 from pipelines.sql_assets import SqlAssetSpec
 from pipelines.sqltext import quote
@@ -89,7 +93,7 @@ def check_results(validation: Validation, quarantined: bool, prefix: str = ""):
                 "rows_quarantined": result.rows if kept_out else 0,
             }
             if result.sample:
-                metadata["sample"] = dg.MetadataValue.md(markdown_table(result.sample))
+                metadata["sample"] = rows_table(result.sample)
         yield dg.AssetCheckResult(
             check_name=prefix + result.rule.name,
             passed=result.passed,
@@ -98,11 +102,83 @@ def check_results(validation: Validation, quarantined: bool, prefix: str = ""):
         )
 
 
-def markdown_table(rows: list[dict]) -> str:
-    names = list(rows[0])
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join(str(r[n]) for n in names) + " |" for r in rows]
-    return "\n".join(lines)
+def rounded(value):
+    """A value as the UI shows it: a number to 5 significant digits (77012.87097947075 -> 77013,
+    112.843712 -> 112.84, 3.125 -> 3.125, 0.0123456 -> 0.012346), without decimals from 10,000 up
+    (a difficulty of 86385317359414.2 -> 86385317359414); a date or time as text; ints, bools,
+    text and None as they are."""
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, dt.date | dt.datetime | dt.time | dt.timedelta):
+        return str(value)
+    try:
+        number = float(value)  # a float, a Decimal
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(number):  # not JSON: the UI could not read the row
+        return str(number)
+    if abs(number) >= 10_000:
+        return float(round(number))
+    return float(f"{number:.5g}")
+
+
+def rows_table(rows: list[dict], contract: Contract | None = None) -> dg.TableMetadataValue:
+    """Rows as a table the Dagster UI shows inline (a markdown table shows behind a button once it
+    is over 1000 characters): every column, numbers rounded, the contract's column types and
+    descriptions where it declares them (its "Show schema")."""
+    declared = {c.name: c for c in column_schema(contract).columns} if contract else {}
+    names = list(rows[0]) if rows else list(declared)
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({n: rounded(r.get(n)) for n in names}) for r in rows],
+        schema=dg.TableSchema(columns=[declared.get(n) or dg.TableColumn(n) for n in names]),
+    )
+
+
+def contract_path(contract: Contract) -> dg.PathMetadataValue:
+    """The contract's file, relative to the project's folder when in it."""
+    path = Path(contract.path).resolve()
+    return dg.MetadataValue.path(
+        str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else str(path)
+    )
+
+
+def unit_of(parameter: str) -> str:
+    """The unit a parameter's name says (the contracts' suffixes): capex_usd_per_gpu -> USD/GPU,
+    kw_per_gpu -> kW/GPU, depreciation_years -> years, utilisation -> share (0-1)."""
+    names = {"usd": "USD", "eur": "EUR", "kw": "kW", "mw": "MW", "kwh": "kWh", "mwh": "MWh",
+             "gpu": "GPU", "ph": "PH", "th": "TH", "day": "day", "hour": "hour"}  # fmt: skip
+    per = re.search(r"(?:^|_)([a-z]+)_per_([a-z]+)$", parameter)
+    if per and per.group(1) in names:
+        return f"{names[per.group(1)]}/{names.get(per.group(2), per.group(2))}"
+    for suffix, unit in (("_years", "years"), ("_days", "days"), ("_hours", "hours"),
+                         ("_pct", "%"), ("utilisation", "share (0-1)"), ("_share", "share (0-1)"),
+                         ("_usd", "USD")):  # fmt: skip
+        if parameter.endswith(suffix):
+            return unit
+    return ""
+
+
+def assumptions_table(parameters: dict) -> dg.TableMetadataValue:
+    """The settings a query uses (economics: in assets/settings.yaml), one row each."""
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({"name": k, "value": rounded(v), "unit": unit_of(k)})
+            for k, v in sorted(parameters.items())
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("name", description="$name in the SQL; economics: in settings.yaml"),
+                dg.TableColumn("value"),
+                dg.TableColumn("unit", description="as its name says"),
+            ]
+        ),
+    )
+
+
+def with_sql(description: str, query: str) -> str:
+    """The asset's description with its SQL: the UI renders the description as markdown on the
+    asset's page (a long one folds after a few lines, "Show more")."""
+    return f"{description}\n\n```sql\n{query.strip()}\n```"
 
 
 def column_schema(contract: Contract) -> dg.TableSchema:
@@ -156,7 +232,9 @@ class Figures:
             {"start": window.start, "end": window.end},
         ).fetchall()
         return {
-            d.isoformat(): {k: v for k, v in zip(self.keys(), values, strict=True) if v is not None}
+            d.isoformat(): {
+                k: rounded(v) for k, v in zip(self.keys(), values, strict=True) if v is not None
+            }
             for d, *values in rows
         }
 
@@ -165,7 +243,7 @@ class Figures:
         means = ", ".join(f"avg({quote(c)})" for c in self.columns)
         where = f" WHERE {self.where}" if self.where else ""
         values = con.execute(f"SELECT {means} FROM {quote(table)}{where}").fetchone()
-        return {k: v for k, v in zip(self.keys(), values, strict=True) if v is not None}
+        return {k: rounded(v) for k, v in zip(self.keys(), values, strict=True) if v is not None}
 
 
 # What an asset writes for a window: the data (frame or SQL), where it came from, SQL parameters.
@@ -231,7 +309,7 @@ def table_asset(
         metadata={
             "dagster/column_schema": column_schema(contract),
             "dagster/table_name": contract.table,
-            "contract": dg.MetadataValue.path(str(contract.path)),
+            **({"contract": contract_path(contract)} if contract.path else {}),
             "quarantines_bad_rows": contract.quarantine,
             **(metadata or {}),
         },
@@ -306,52 +384,53 @@ def table_asset(
         validation = report.validation
         # Of the table as a whole, not of a day: on the run's last day only (the asset's latest
         # materialisation), not copied into each of a backfill's days (a plot is ~100 KB).
-        of_table = {
-            "preview": dg.MetadataValue.md(markdown_table(report.preview))
-            if report.preview
-            else "no rows"
-        }
-        if lineage_of is not None:
-            lineage = lineage_of()
-            of_table["dagster/column_lineage"] = lineage
-            of_table["column_lineage"] = dg.MetadataValue.md(
-                lineage_markdown(lineage, contract.column_names)
-            )
+        # The asset's page lists its latest materialisation's metadata in their order: the plot
+        # first (an image: the UI shows a markdown value over 1000 characters behind a button,
+        # "[Show Markdown]"), then the tables, which it shows inline, then the numbers.
+        of_table = {}
         if plot is not None:
             with warehouse.get().latest() as con:
                 of_table["plot"] = dg.MetadataValue.md(
                     markdown_image(render_png(con, contract.table, plot), plot.title)
                 )
+        of_table["preview"] = rows_table(report.preview, contract) if report.preview else "no rows"
+        if lineage_of is not None:
+            lineage = lineage_of()
+            of_table["dagster/column_lineage"] = lineage
+            of_table["column_lineage"] = lineage_table(lineage, contract.column_names)
+        of_run = {
+            **({"dagster/row_count": report.rows_in_table} if report.wrote else {}),
+            "rows_written": report.rows_written,
+            "rows_quarantined": validation.rows_quarantined,
+            "snapshot": report.snapshot,  # the lake's snapshot of this write (time travel)
+            "window": f"[{window.start}, {window.end})" if window else "whole table",
+            **(
+                {"days_without_data": ", ".join(map(str, report.days_without_data))}
+                if report.days_without_data
+                else {}
+            ),
+        }
+        per_day = {}
         if figures is not None:  # numbers of each day, on that day's materialisation
             with warehouse.get().latest() as con:
                 if partitions_def is None:
-                    of_table |= figures.of_table(con, contract.table)
+                    of_run |= figures.of_table(con, contract.table)
                 else:
                     per_day = figures.per_day(con, contract.table, partition_column, window)
-                    for key in context.partition_keys:
-                        if per_day.get(key):
-                            context.add_asset_metadata(per_day[key], partition_key=key)
-        if partitions_def is not None:
-            context.add_asset_metadata(of_table, partition_key=context.partition_keys[-1])
-            of_table = {}
         for failure in validation.failures:
             context.log.warning(f"{contract.table}: {failure}")
-        yield dg.MaterializeResult(
-            metadata={
-                **({"dagster/row_count": report.rows_in_table} if report.wrote else {}),
-                "rows_written": report.rows_written,
-                "rows_quarantined": validation.rows_quarantined,
-                "snapshot": report.snapshot,  # the lake's snapshot of this write (time travel)
-                "window": f"[{window.start}, {window.end})" if window else "whole table",
-                **(
-                    {"days_without_data": ", ".join(map(str, report.days_without_data))}
-                    if report.days_without_data
-                    else {}
-                ),
-                **of_table,
-            },
-            check_results=checked,
-        )
+        if partitions_def is None:
+            yield dg.MaterializeResult(metadata=of_table | of_run, check_results=checked)
+            return
+        # each day's materialisation: the run's metadata and the day's figures (the last day
+        # the table's first); the result's own metadata would come before a day's
+        last = context.partition_keys[-1]
+        for key in context.partition_keys:
+            context.add_asset_metadata(
+                (of_table if key == last else {}) | of_run | per_day.get(key, {}),
+                partition_key=key,
+            )
+        yield dg.MaterializeResult(check_results=checked)
 
     return _table
 
@@ -405,7 +484,7 @@ def quarantine_asset(contract: Contract) -> dg.AssetSpec:
         metadata={
             "dagster/column_schema": column_schema(contract),
             "dagster/table_name": contract.table,
-            "contract": dg.MetadataValue.path(str(contract.path)),
+            **({"contract": contract_path(contract)} if contract.path else {}),
         },
     )
 
@@ -464,14 +543,13 @@ def source_asset(
     return table_asset(
         contract,
         group=source.group,
-        description=source.description,
+        description=with_sql(source.description, rollup.query) if rollup else source.description,
         deps=[*source.deps, *(observations.header.dep_names() if observations else [])],
         partitions_def=partitions_def,
         partition_column=source.partition_column,
         compute=compute,
         owner=source.owner or owner,
-        metadata={"connectors": ", ".join(connectors)}
-        | ({"rollup": dg.MetadataValue.md(f"```sql\n{rollup.query}\n```")} if rollup else {}),
+        metadata={"connectors": ", ".join(connectors)},
         rollup=rollup,
         answered_only=rollup is None,
         append=source.observe_cron is not None,
@@ -485,13 +563,12 @@ def view_asset(spec: SqlAssetSpec, owner: str, eager: bool) -> dg.AssetsDefiniti
     @dg.asset(
         name=spec.table,
         group_name=spec.header.group,
-        description=spec.header.description,
+        description=with_sql(spec.header.description, spec.query),  # the UI shows it at once
         deps=spec.header.dep_names(),
         pool=WRITER_POOL,
         kinds={"duckdb", "view"},
         owners=[spec.header.owner or owner],
         automation_condition=dg.AutomationCondition.eager() if eager else None,
-        metadata={"sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```")},
     )
     def _view(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         columns = warehouse.get().create_view(
@@ -544,7 +621,7 @@ def sql_asset(
     return table_asset(
         contract,
         group=spec.header.group,
-        description=spec.header.description,
+        description=with_sql(spec.header.description, spec.query),  # the UI shows it at once
         deps=deps,
         partitions_def=partitions_def if partitioned else None,
         partition_column=spec.header.partition_column,
@@ -558,8 +635,5 @@ def sql_asset(
             tuple(contract.column_names),
             tuple((t, tuple(c.column_names)) for t, c in sorted(contracts.items())),
         ),
-        metadata={
-            "sql": dg.MetadataValue.md(f"```sql\n{spec.query}\n```"),
-            **{f"assumption/{k}": v for k, v in used.items()},
-        },
+        metadata={"assumptions": assumptions_table(used)} if used else None,
     )

@@ -49,11 +49,12 @@ def column_lineage(
     return dg.TableColumnLineage(deps_by_column=deps)
 
 
-def lineage_markdown(lineage: dg.TableColumnLineage, columns: list[str]) -> str:
-    """The lineage as a markdown table, a row per column of the table (in its order): the
+def lineage_table(lineage: dg.TableColumnLineage, columns: list[str]) -> dg.TableMetadataValue:
+    """The lineage as a table (which the UI shows inline, where it shows `dagster/column_lineage`
+    only per column, in the column schema), a row per column of the table (in its order): the
     upstream columns it is computed from, as `table.column`."""
     deps = lineage.deps_by_column
-    lines = ["| column | upstream columns |", "|---|---|"]
+    rows = []
     for column in columns:
         if column not in deps:
             upstream = "(not followed: sqlglot could not trace it)"
@@ -61,7 +62,15 @@ def lineage_markdown(lineage: dg.TableColumnLineage, columns: list[str]) -> str:
             upstream = "(no table column: a constant, a parameter or a generated series)"
         else:
             upstream = ", ".join(
-                f"`{d.asset_key.to_user_string()}.{d.column_name}`" for d in deps[column]
+                f"{d.asset_key.to_user_string()}.{d.column_name}" for d in deps[column]
             )
-        lines.append(f"| `{column}` | {upstream} |")
-    return "\n".join(lines)
+        rows.append(dg.TableRecord({"column": column, "upstream columns": upstream}))
+    return dg.MetadataValue.table(
+        records=rows,
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("column", description="a column of this table"),
+                dg.TableColumn("upstream columns", description="the columns it is computed from"),
+            ]
+        ),
+    )

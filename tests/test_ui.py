@@ -1,4 +1,5 @@
-"""The Dagster UI, as a person sees it: a real webserver on 127.0.0.1 and headless Chromium.
+"""The Dagster UI, as a person sees it: a real webserver on 127.0.0.1 and headless Chromium;
+after a `megawatt run` into its instance, what an asset's page shows of it.
 
 Skipped only when no Chromium is installed; .ci/run installs Debian's."""
 
@@ -29,13 +30,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def webserver(tmp_path_factory):
-    """dagster-webserver on the project's workspace, in its own process group."""
+def ui_env(tmp_path_factory) -> dict[str, str]:
+    """The environment of the webserver and of the runs it shows: its own instance and lake."""
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copyfile(PROJECT_DIR / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    return {**os.environ, "DAGSTER_HOME": str(home),
+            "MEGAWATT_WAREHOUSE_DIR": str(tmp_path_factory.mktemp("warehouse"))}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def webserver(ui_env):
+    """dagster-webserver on the project's workspace, in its own process group."""
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home),
-           "MEGAWATT_WAREHOUSE_DIR": str(tmp_path_factory.mktemp("warehouse"))}  # fmt: skip
+    env = ui_env
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml",
          "-h", "127.0.0.1", "-p", str(port)],
@@ -110,3 +117,98 @@ def test_no_newsletter_modal_on_first_visit(webserver, page):
     page.get_by_text("economics", exact=True).first.wait_for()
     page.wait_for_timeout(2000)  # the modal would open once the app has asked the server
     assert page.get_by_role("dialog").count() == 0
+
+
+RUN_DAYS = ("2024-04-02", "2024-04-04")
+
+
+@pytest.fixture(scope="module")
+def materialized(webserver, ui_env) -> str:
+    """`megawatt run` of three days, recorded in the webserver's instance: the UI's URL."""
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run",
+         "--start", RUN_DAYS[0], "--end", RUN_DAYS[1]],
+        cwd=PROJECT_DIR, env=ui_env, check=True, timeout=600,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    return webserver
+
+
+def _metadata_table(page, key: str):
+    """The table a metadata value of the asset's page renders as, in the row of `key`."""
+    row = page.locator("tr", has=page.get_by_text(key, exact=True)).first
+    row.wait_for()
+    return row.locator("table").first
+
+
+def _columns(table: str) -> list[str]:
+    from pipelines.contracts import load_contracts
+    from pipelines.settings import CONTRACTS_DIR
+
+    return load_contracts(CONTRACTS_DIR)[table].column_names
+
+
+def test_asset_page_shows_sql_lineage_and_preview_as_rendered_tables(materialized, page):
+    page.goto(f"{materialized}/assets/hashprice_daily")
+    # the SQL in the description, rendered (highlighted code) on the page at once
+    code = page.locator("pre code").filter(has_text="scenario_days AS (").first
+    code.wait_for()
+    assert code.is_visible()
+    columns = _columns("hashprice_daily")
+    # the lineage: an HTML table, a row per column of the table, in its order
+    lineage = _metadata_table(page, "column_lineage")
+    assert lineage.locator("thead th").all_inner_texts() == ["column", "upstream columns"]
+    rows = lineage.locator("tbody tr")
+    assert rows.locator("td:first-child").all_inner_texts() == columns
+    difficulty = rows.filter(has=page.get_by_text("difficulty", exact=True)).first
+    assert "btc_network_daily.difficulty" in difficulty.inner_text()
+    # the preview: every column, numbers rounded (5 significant digits, none below 10,000 up)
+    preview = _metadata_table(page, "preview")
+    assert preview.locator("thead th").all_inner_texts() == columns
+    records = preview.locator("tbody tr")
+    assert records.count() == 5
+    for cells in (records.nth(i).locator("td").all_inner_texts() for i in range(5)):
+        assert RUN_DAYS[0] <= cells[0] <= RUN_DAYS[1]
+        for name in ("difficulty", "price_usd", "hashprice_usd_per_ph_day", "fee_share"):
+            shown = cells[columns.index(name)]
+            digits = shown.replace("-", "").replace(".", "").lstrip("0")
+            assert float(shown) >= 10_000 and "." not in shown or len(digits) <= 5, (name, shown)
+
+
+def test_asset_page_plot_image_loads(materialized, page):
+    """A runtime image is markdown over 1000 characters: the UI shows it behind [Show Markdown]
+    (first of the latest materialisation's metadata), in a dialog."""
+    page.goto(f"{materialized}/assets/site_economics_daily")
+    row = page.locator("tr", has=page.get_by_text("plot", exact=True)).first
+    row.get_by_text("[Show Markdown]").click()
+    image = page.get_by_role("dialog").locator("img").first
+    image.wait_for()
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=image.element_handle())
+    assert image.evaluate("i => i.naturalWidth") > 300
+    assert image.get_attribute("alt").startswith("Margin per MWh by site")
+    page.screenshot(path=str(PROJECT_DIR / ".pytest_cache" / "ui_plot.png"))
+    page.get_by_role("dialog").get_by_role("button", name="Close").click()
+    # the assumptions: one table (name | value | unit), and the contract's path in the project
+    assumptions = _metadata_table(page, "assumptions")
+    assert assumptions.locator("thead th").all_inner_texts() == ["name", "value", "unit"]
+    capex = assumptions.locator("tr", has=page.get_by_text("reference_gpu_capex_usd_per_gpu"))
+    assert capex.locator("td").all_inner_texts()[2] == "USD/GPU"
+    page.get_by_text("data_contracts/site_economics_daily.odcs.yaml", exact=True).first.wait_for()
+
+
+def test_metadata_plots_chart_the_numbers_of_each_materialisation(materialized, page):
+    """The Metadata section's "Plots" charts numeric metadata (chart.js, a canvas each). Its
+    "Partitions" view is empty here: Dagster 1.13.27 asks for the latest 120 partition keys
+    counting back from now, past the sample's end_date (TimeWindowPartitionsDefinition.
+    get_paginated_partition_keys, ascending=False), so it finds none materialised; its "Events"
+    view (by time) charts them."""
+    page.goto(f"{materialized}/assets/hashprice_daily")
+    page.get_by_text("column_lineage", exact=True).first.wait_for()
+    page.get_by_role("button", name="Plots").first.click()
+    page.get_by_role("button", name="Events").first.click()
+    title = page.get_by_text("mean_hashprice_usd_per_ph_day", exact=True).first
+    title.wait_for()
+    chart = page.locator("canvas").first
+    chart.wait_for()
+    assert page.locator("canvas").count() >= 2  # rows_written among them
+    assert chart.evaluate("c => c.width > 100 && c.height > 50")
