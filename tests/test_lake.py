@@ -350,13 +350,13 @@ def test_the_run_sensors_publish_a_run_the_ui_started(project):
     with pytest.raises(MegawattError, match="no published run yet"):
         project.warehouse.reader()  # not published by the run itself
     sensor = next(s for s in defs.sensors if s.name == "publish_succeeded_run")
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name=sensor.name,
         dagster_instance=instance,
         dagster_run=result.dagster_run,
         dagster_event=result.get_run_success_event(),
         resources={"warehouse": defs.resources["warehouse"]},
-    )
-    sensor(context)
+    ) as context:  # the resource is a context manager (a run's turn on the warehouse)
+        sensor(context)
     assert project.warehouse.published().run_id == result.run_id
     assert project.query("SELECT count(*) FROM btc_network_daily") == [(1,)]
