@@ -24,7 +24,9 @@ COLUMNS: dict[str, list[str]] = {
     "mining_output_daily": [
         "date", "site_id", "btc_mined", "hashrate_th_s", "uptime_pct", "energy_mwh",
     ],
-    "energy_prices_hourly": ["ts", "bidding_zone", "price_per_mwh", "currency"],
+    "energy_prices_hourly": [
+        "ts", "bidding_zone", "price_per_mwh", "currency", "missing_intervals",
+    ],
     "fx_rates_daily": ["date", "currency", "usd_per_unit"],
     "miner_telemetry": [
         "machine_id", "ts", "site_id", "model", "hashrate_th_s", "power_w", "chip_temp_c",
@@ -43,6 +45,7 @@ COLUMNS: dict[str, list[str]] = {
 LINEAGE = ["_source", "_row"]
 # Columns a file may leave out (not required by the contract, or derived from the GPU name).
 OPTIONAL: dict[str, set[str]] = {
+    "energy_prices_hourly": {"missing_intervals"},  # counted by the API connectors (hourly_means)
     "gpu_market_prices_daily": {
         "gpu_variant", "p25_usd_per_gpu_hour", "p75_usd_per_gpu_hour", "observations",
     },
@@ -80,26 +83,34 @@ def finish(table: str, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def hourly_means(
-    points: pl.DataFrame, window: Window, what: str, *, resolution: bool = False
+    points: pl.DataFrame, window: Window, what: str, *, finest_only: bool = False
 ) -> pl.DataFrame:
-    """Hourly mean prices in UTC from sub-hourly or hourly points.
+    """Hourly mean prices in UTC from sub-hourly or hourly points, with the intervals each hour
+    lacks.
 
-    `points` has ts (UTC datetime, start of the interval), bidding_zone, price_per_mwh, currency,
-    _source, _row (and `resolution_min` when `resolution`: then only each hour's finest
-    resolution counts, as when a market publishes the same hours at 15 and 60 minutes). Keeps
-    the window's hours; every zone must have all 24 hours of every day it has a price on (a UTC
-    day always has 24 hours: DST days only have 23 or 25 local hours), or SourceError (`what`
-    names the connector).
+    `points` has ts (UTC datetime, start of the interval), bidding_zone, price_per_mwh (null: no
+    price), currency, resolution_min (the interval's length in minutes), _source and _row. With
+    `finest_only`, only each hour's finest resolution counts, as when a market publishes the
+    same hours at 15 and 60 minutes.
+
+    An hour has 60 / resolution intervals; one without a price (a null, or no point at all) is
+    missing. `missing_intervals` counts them (0: the hour is complete), and the mean is of the
+    intervals present: the contract's rule `intervals_complete` sets an incomplete hour aside
+    (the quarantine), so no mean of fewer intervals is stored in silence. An hour without any
+    price is not an hour: every zone must have a price in all 24 hours of every day it has a
+    price on (a UTC day always has 24 hours: DST days only have 23 or 25 local hours), or
+    SourceError (`what` names the connector), naming the hours without one.
     """
     from pipelines.sources.errors import SourceError
 
     frame = points.filter(
         (pl.col("ts") >= utc_midnight(window.start)) & (pl.col("ts") < utc_midnight(window.end))
     ).with_columns(pl.col("ts").dt.truncate("1h").alias("hour"))
-    if resolution:
+    if finest_only:
         frame = frame.filter(
             pl.col("resolution_min") == pl.col("resolution_min").min().over("bidding_zone", "hour")
         )
+    priced = pl.col("price_per_mwh").is_not_null()
     hourly = (
         frame.sort("ts")
         .group_by("bidding_zone", "hour", maintain_order=True)
@@ -108,21 +119,33 @@ def hourly_means(
             pl.col("currency").first(),
             pl.col("_source").first(),
             pl.col("_row").first(),
+            # intervals of the hour with a price (a point repeated counts once)
+            pl.col("ts").filter(priced).n_unique().alias("present"),
+            (60 // pl.col("resolution_min").min().clip(1, 60)).alias("expected"),
         )
         .rename({"hour": "ts"})
         .sort("bidding_zone", "ts")
     )
-    counts = hourly.group_by("bidding_zone", pl.col("ts").dt.date().alias("day")).len()
+    gaps = hourly.filter(pl.col("present") == 0)  # every interval null: no price for the hour
+    counts = hourly.group_by("bidding_zone", pl.col("ts").dt.date().alias("day")).agg(
+        (pl.col("present") > 0).sum().alias("len")
+    )
     short = counts.filter(pl.col("len") != 24).sort("bidding_zone", "day")
     if not short.is_empty():
         zone, day, n = short.row(0)
         source = hourly.filter(pl.col("bidding_zone") == zone)["_source"][0]
-        raise SourceError(f"{what}: {source}: zone {zone} has {n} of 24 UTC hours on {day}")
+        nulls = gaps.filter((pl.col("bidding_zone") == zone) & (pl.col("ts").dt.date() == day))
+        hours = ", ".join(nulls["ts"].dt.strftime("%H:00Z").head(5)) + (
+            " ..." if nulls.height > 5 else ""
+        )
+        detail = f" (no price in any interval of {hours})" if hours else ""
+        raise SourceError(f"{what}: {source}: zone {zone} has {n} of 24 UTC hours on {day}{detail}")
     return hourly.select(
         pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "bidding_zone",
         "price_per_mwh",
         "currency",
+        (pl.col("expected") - pl.col("present")).clip(0).cast(pl.Int64).alias("missing_intervals"),
         "_source",
         pl.col("_row").cast(pl.Int64),
     )

@@ -5,7 +5,10 @@
 one price per interval start, hourly before the SDAC's move to 15-minute products (2025-10-01),
 quarter-hourly since. One request per zone per window; the window is asked in UTC, the points are
 averaged into UTC hours (DST days have 23 or 25 local hours, but every UTC day has 24). Negative
-prices and cap values are kept as they are.
+prices and cap values are kept as they are. A null price is an interval without one: the answer
+does not state its resolution, so each point's is the step to its nearest neighbour (15 minutes
+on both sides of a null quarter-hour), and an hour lacking an interval is counted in
+`missing_intervals` (common.hourly_means), which the contract quarantines.
 """
 
 from __future__ import annotations
@@ -19,6 +22,18 @@ from pipelines.batch import Window
 from pipelines.sources.common import empty, finish, hourly_means, utc_midnight
 from pipelines.sources.errors import SourceError
 from pipelines.sources.http import HttpClient, HttpSettings
+
+
+def _resolution_min(seconds: pl.Expr) -> pl.Expr:
+    """Each point's interval in minutes, from the answer's timestamps (unix seconds, ascending):
+    the shorter step to the point before or after it (a point is an interval start, and a
+    missing interval still has its timestamp, with a null price); 60 for a lone point. At the
+    switch from hourly to 15-minute products the last hourly point keeps 60 (60 on both sides)
+    and the first quarter-hour has 15."""
+    step = seconds.diff()
+    before = pl.when(step > 0).then(step)
+    after = before.shift(-1)
+    return (pl.min_horizontal(before, after).fill_null(3600) // 60).cast(pl.Int64)
 
 
 class EnergyChartsSettings(HttpSettings):
@@ -58,18 +73,24 @@ class EnergyChartsConnector:
             raise SourceError(f"{self.name}: {shown}: unit is {unit!r}, expected 'EUR / MWh'")
         if not seconds:
             raise SourceError(f"{self.name}: {shown}: no prices for zone {zone} in the window")
-        return pl.DataFrame(
-            {
-                "ts": pl.Series(seconds, dtype=pl.Int64),
-                "price_per_mwh": pl.Series(prices, dtype=pl.Float64, strict=False),
-            }
-        ).select(
-            pl.from_epoch("ts", time_unit="s").dt.replace_time_zone("UTC"),
-            pl.lit(zone).alias("bidding_zone"),
-            "price_per_mwh",
-            pl.lit("EUR").alias("currency"),
-            pl.lit(shown).alias("_source"),
-            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_row"),
+        return (
+            pl.DataFrame(
+                {
+                    "ts": pl.Series(seconds, dtype=pl.Int64),
+                    "price_per_mwh": pl.Series(prices, dtype=pl.Float64, strict=False),
+                }
+            )
+            .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_row"))
+            .sort("ts")
+            .select(
+                pl.from_epoch("ts", time_unit="s").dt.replace_time_zone("UTC"),
+                pl.lit(zone).alias("bidding_zone"),
+                "price_per_mwh",
+                pl.lit("EUR").alias("currency"),
+                _resolution_min(pl.col("ts")).alias("resolution_min"),
+                pl.lit(shown).alias("_source"),
+                "_row",
+            )
         )
 
     def zones_served(self) -> set[str]:

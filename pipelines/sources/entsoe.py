@@ -5,7 +5,9 @@ periodEnd=yyyyMMddHHmm&securityToken=<token>` answers a `Publication_MarketDocum
 `TimeSeries` with `currency_Unit.name` (EUR) and `price_Measure_Unit.name` (MWH), each with
 `Period`s of `timeInterval` (UTC start/end), `resolution` (PT15M, PT30M, PT60M) and `Point`s
 (`position`, `price.amount`). With curve type A03 a missing position repeats the previous
-price. No data is an `Acknowledgement_MarketDocument` whose `Reason` says so.
+price; with A01 it is an interval without a price, counted in its hour's `missing_intervals`
+(common.hourly_means), which the contract quarantines. No data is an
+`Acknowledgement_MarketDocument` whose `Reason` says so.
 
 The token is read from the environment variable named by `token_env` (never from the YAML) and
 never appears in an error or `_source`. One request per zone per window (the API allows a year).
@@ -124,7 +126,7 @@ def parse_a44(xml: bytes | str, zone: str, where: str) -> list[dict]:
                 if position in given:
                     last = given[position]
                 elif curve != "A03" or last is None:
-                    continue  # A01: a missing point is missing (the hour check reports it)
+                    continue  # A01: a missing point is missing (missing_intervals)
                 price, at = last  # A03: the previous price holds until the next point
                 points.append(
                     {
@@ -186,5 +188,5 @@ class EntsoeConnector:
                     pl.lit(shown).alias("_source"),
                 )
             )
-        hourly = hourly_means(pl.concat(frames), window, self.name, resolution=True)
+        hourly = hourly_means(pl.concat(frames), window, self.name, finest_only=True)
         return finish(table, hourly) if not hourly.is_empty() else empty(table)

@@ -6,7 +6,9 @@ dam_stlmnt_pnt_prices` (day-ahead, hourly) answer `{"_meta": {"totalPages", ...}
 [{"name"}...], "data": [[...], ...]}`, paged. Times are Central Prevailing Time: `deliveryDate`,
 `deliveryHour` / `hourEnding` (1-24, hour ending), `deliveryInterval` (1-4) and `DSTFlag` (true on
 the repeated hour of the fall-back day; the spring-forward day has no hour ending 03). They are
-turned into UTC interval starts and averaged into UTC hours. Zone names are `ERCOT_<point>`.
+turned into UTC interval starts and averaged into UTC hours; an hour lacking one of its four
+intervals (real time) is counted in `missing_intervals`, which the contract quarantines. Zone names
+are `ERCOT_<point>`.
 
 The API needs a subscription key (header `Ocp-Apim-Subscription-Key`) and an ID token from
 ERCOT's B2C sign-in (`POST token_url` with the API account's username and password): all three
@@ -118,9 +120,11 @@ class ErcotConnector:
         if self.settings.market == "real_time":
             hour = pl.col("deliveryHour").cast(pl.Int64)
             minutes = (pl.col("deliveryInterval").cast(pl.Int64) - 1) * 15
+            resolution = 15
         else:
             hour = pl.col("hourEnding").cast(pl.Utf8).str.slice(0, 2).cast(pl.Int64)
             minutes = pl.lit(0)
+            resolution = 60
         dst = pl.col("DSTFlag").cast(pl.Utf8).str.to_lowercase().is_in(["true", "y"])
         local = pl.col("deliveryDate").cast(pl.Utf8).str.to_date().cast(
             pl.Datetime("us")
@@ -136,6 +140,7 @@ class ErcotConnector:
             pl.lit(f"ERCOT_{point}").alias("bidding_zone"),
             pl.col("settlementPointPrice").cast(pl.Float64).alias("price_per_mwh"),
             pl.lit("USD").alias("currency"),
+            pl.lit(resolution, pl.Int64).alias("resolution_min"),
             "_source",
             "_row",
         )

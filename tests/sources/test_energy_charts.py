@@ -46,8 +46,11 @@ def test_registered():
 @pytest.mark.parametrize(("zone", "day"), [("SE1", "2024-03-31"), ("NO4", "2024-10-27")])
 def test_dst_days_are_24_utc_hours(energy_charts: HTTPServer, zone: str, day: str):
     frame = connector(energy_charts, [zone]).fetch("energy_prices_hourly", _next(day), "ts")
-    assert frame.columns == ["ts", "bidding_zone", "price_per_mwh", "currency", "_source", "_row"]
+    assert frame.columns == [
+        "ts", "bidding_zone", "price_per_mwh", "currency", "missing_intervals", "_source", "_row",
+    ]  # fmt: skip
     assert frame.height == 24  # the answer's 25th point (the end) is outside the day
+    assert set(frame["missing_intervals"]) == {0}  # every hour complete
     assert frame["ts"][0] == f"{day}T00:00:00Z" and frame["ts"][23] == f"{day}T23:00:00Z"
     assert set(frame["currency"]) == {"EUR"} and set(frame["bidding_zone"]) == {zone}
     assert f"bzn={zone}" in frame["_source"][0] and frame["_row"].to_list() == list(range(1, 25))
@@ -75,6 +78,7 @@ def test_quarter_hours_to_hourly_means(energy_charts: HTTPServer):
     ten = frame.filter(frame["ts"] == "2025-10-26T10:00:00Z")
     assert ten["price_per_mwh"][0] == pytest.approx((-5.0 - 12.5 + 0.0 + 3.5) / 4)
     assert ten["_row"][0] == 41  # the hour's first quarter in the answer
+    assert set(frame["missing_intervals"]) == {0}  # every hour has its 4 quarters
 
 
 def test_two_zones(energy_charts: HTTPServer, httpserver: HTTPServer):

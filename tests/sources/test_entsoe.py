@@ -61,6 +61,7 @@ def test_hourly_dst_day_with_a03_gap(entsoe: HTTPServer):
     assert prices["2024-03-31T05:00:00Z"] == prices["2024-03-31T06:00:00Z"] == -0.01
     assert prices["2024-03-31T07:00:00Z"] == -0.01
     assert prices["2024-03-31T22:00:00Z"] == 14.3  # from the next delivery day's series
+    assert set(frame["missing_intervals"]) == {0}  # an A03 gap is no missing interval
     assert set(frame["currency"]) == {"EUR"}
     assert (
         TOKEN not in "".join(frame["_source"]) and "securityToken=REDACTED" in frame["_source"][0]
@@ -74,6 +75,7 @@ def test_quarter_hours_finest_resolution_wins(entsoe: HTTPServer):
     assert frame.height == 24
     assert frame["price_per_mwh"][0] == pytest.approx((18.0 + 18.73 + 19.45 + 20.16) / 4)
     assert 99.0 not in frame["price_per_mwh"].to_list()  # the PT60M series is not mixed in
+    assert set(frame["missing_intervals"]) == {0}
 
 
 def test_no_data_acknowledgement(entsoe: HTTPServer):

@@ -72,6 +72,7 @@ def test_fall_back_day_in_utc(ercot: HTTPServer):
     # hour ending 02 happens twice: 01:00 CDT = 06:00 UTC, then (DSTFlag) 01:00 CST = 07:00 UTC
     assert prices["2024-11-03T06:00:00Z"] == 30.0
     assert prices["2024-11-03T07:00:00Z"] == 40.0
+    assert set(frame["missing_intervals"]) == {0}  # 4 intervals in every UTC hour
     # 19:00 CDT on 2024-11-02 (hour ending 20) is 00:00 UTC: the mean of its 4 intervals
     assert prices["2024-11-03T00:00:00Z"] == pytest.approx(
         sum(round(22 + 8 * __import__("math").sin(20 / 24 * 2 * 3.141592653589793) + i * 0.25, 2)
