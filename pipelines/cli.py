@@ -21,23 +21,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
-from pipelines.alerts import (
-    ALERT_LOG,
-    WEBHOOK_VARIABLE,
-    AlertResource,
-    alert_line,
-    failure_message,
-)
 from pipelines.errors import MegawattError
+from pipelines.runs import INTERRUPTED_EXIT, RunCanceled
 from pipelines.settings import ASSETS_DIR, DAGSTER_HOME, PROJECT_DIR, WAREHOUSE_DIR
-
-# tags of the runs `megawatt` starts, to tell an interrupted one from one still going
-HOST_TAG, PID_TAG = "megawatt/host", "megawatt/pid"
 
 
 def prepare_dagster_home() -> Path:
@@ -96,8 +87,10 @@ def run(
     chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
     selection = [dg.AssetKey(t) for t in tables] if tables else None
 
+    from pipelines.runs import Progress, open_instance, release_interrupted_runs
+
     skipped = 0
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         release_interrupted_runs(instance)
         read_back = missing_lookback_days(instance, graph, selection, start, days)
         if read_back:  # e.g. the FX rate of the Thursday before an Easter Monday
@@ -111,24 +104,41 @@ def run(
             upstream = dg.AssetSelection.assets(*read_back).upstream().resolve(graph)
             runnable_upstream = sorted(upstream & graph.materializable_asset_keys)
             read_range = days[days.index(first) : days.index(last) + 1]
-            if not execute(job, instance, read_range, runnable_upstream):
+            progress = Progress(steps=len(runnable_upstream))
+            if not execute(job, instance, read_range, runnable_upstream, progress):
                 return False
         in_job = selection or job.asset_layer.selected_asset_keys  # not the observed sources
-        done = completed_days(instance, graph, in_job) if chunk_days else set()
-        progress = tqdm(
-            total=len(wanted), desc="backfill", disable=not chunk_days,
-            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} days [{elapsed}<{remaining}]",
+        steps = len([key for key in in_job if graph.has(key) and graph.get(key).is_executable])
+        if not chunk_days:
+            return execute(job, instance, wanted, selection, Progress(steps=steps), rebuild)
+        done = completed_days(instance, graph, in_job)
+        # in a terminal a bar, moved as each table of a run ends; else a line per run
+        bar = tqdm(
+            total=len(wanted), desc="backfill", disable=not sys.stderr.isatty(), file=sys.stderr,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} days [{elapsed}<{remaining}]",
         )  # fmt: skip
+        progress = Progress(bar=None if bar.disable else bar, steps=steps, tables=False)
+        began, finished = time.monotonic(), 0
         for chunk in chunks:
             if set(chunk) <= done:  # an earlier (interrupted) backfill or run did these
-                progress.update(len(chunk))
                 skipped += len(chunk)
-                continue
-            if not execute(job, instance, chunk, selection, rebuild):
-                progress.close()
+            elif not execute(job, instance, chunk, selection, progress, rebuild):
+                bar.close()
                 return False
-            progress.update(len(chunk))
-        progress.close()
+            finished += len(chunk)
+            bar.n = finished  # exact, whatever the share of a run each table had
+            bar.refresh()
+            if bar.disable:
+                elapsed = time.monotonic() - began
+                left = (
+                    elapsed / (finished - skipped) * (len(wanted) - finished)
+                    if finished > skipped
+                    else 0
+                )
+                print(f"backfill: {chunk[0]} to {chunk[-1]} done, {finished} of {len(wanted)} "
+                      f"days, {_duration(elapsed)} elapsed, about {_duration(left)} left",
+                      file=sys.stderr, flush=True)  # fmt: skip
+        bar.close()
     if skipped:
         print(
             f"{skipped} of {len(wanted)} day(s) were already materialised and were skipped; "
@@ -138,44 +148,37 @@ def run(
     return True
 
 
-def execute(job, instance, chunk: list[str], assets: list | None, rebuild=None) -> bool:
-    """One run of `assets` (None: all) for the days of `chunk`; warnings and failures printed;
-    its last snapshot published for readers."""
-    import dagster as dg
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
+def execute(job, instance, chunk: list[str], assets: list | None, progress, rebuild=None) -> bool:
+    """One run of `assets` (None: all) for the days of `chunk`, printed by `progress` as it
+    goes; its last snapshot published for readers, whatever its end."""
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
     from pipelines.assets import REBUILD_TAG
+    from pipelines.runs import execute as execute_run
 
-    tags = {ASSET_PARTITION_RANGE_START_TAG: chunk[0], ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
-            HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}  # fmt: skip
+    tags = {ASSET_PARTITION_RANGE_START_TAG: chunk[0], ASSET_PARTITION_RANGE_END_TAG: chunk[-1]}
     if rebuild:
         tags[REBUILD_TAG] = ",".join(rebuild)
-    result = job.execute_in_process(
-        instance=instance,
-        tags=tags,
-        # failures are printed below, one line each; the full logs are in the history
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-        asset_selection=assets,
-        raise_on_error=False,
-    )  # fmt: skip
-    for check in result.get_asset_check_evaluations():
-        if not check.passed and check.severity == dg.AssetCheckSeverity.WARN:
-            # a warning, or rows quarantined: the run went on
-            print(f"warning: {check_line(check)}", file=sys.stderr)
-    failures = [event for event in result.all_events if event.is_step_failure]
-    for event in failures:
-        print(f"FAILED {failure_message(event)}", file=sys.stderr)
-    if not result.success:  # the alert sensor does not see in-process runs: tell it here
-        send_alert(alert_line(result.dagster_run, failures))
-    try:  # what readers see next: the run's tables, the failed ones as they were
-        open_warehouse().publish(result.run_id)
+    progress.days = len(chunk)
+    return execute_run(job, instance, tags, assets, progress, publish)
+
+
+def publish(run_id: str | None) -> bool:
+    """What readers see next: the run's tables, the failed ones as they were."""
+    try:
+        open_warehouse().publish(run_id)
     except MegawattError as e:
         print(f"FAILED {e}", file=sys.stderr)
         return False
-    return result.success
+    return True
 
 
 def missing_lookback_days(instance, graph, selection, start: date, days: list[str]) -> dict:
@@ -201,53 +204,6 @@ def missing_lookback_days(instance, graph, selection, start: date, days: list[st
     return missing
 
 
-def send_alert(line: str) -> None:
-    """The alert line of a failed run, as the UI's runs get it from the run-failure sensor."""
-    alerts = AlertResource(log_path=str(ALERT_LOG), webhook_url=os.environ.get(WEBHOOK_VARIABLE))
-    try:
-        alerts.send(line)
-    except OSError as e:  # the failures are printed above either way
-        print(f"warning: the alert was not sent: {type(e).__name__}", file=sys.stderr)
-
-
-def check_line(check) -> str:
-    """One line for a failed (non-blocking) check: the rule, the count, the first failure."""
-    meta = {k: v.value for k, v in check.metadata.items()}
-    quarantined = meta.get("rows_quarantined", 0)
-    return (
-        f"{check.asset_key.to_user_string()}: check {check.check_name!r} failed for "
-        f"{meta.get('failing_rows', '?')} row(s)"
-        + (f", {quarantined} quarantined (table quarantine)" if quarantined else "")
-        + f"; {meta.get('first_failure', '')}"
-    )
-
-
-def release_interrupted_runs(instance) -> None:
-    """Runs started here whose process is gone (killed, say) still hold their writer slot in
-    Dagster's concurrency pool: mark them failed and free it, so the next run does not wait."""
-    import dagster as dg
-
-    active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(statuses=active, tags={HOST_TAG: socket.gethostname()})
-    )
-    for run in runs:
-        pid = int(run.tags.get(PID_TAG, "0"))
-        if pid and not _alive(pid):
-            instance.report_run_failed(run, f"its process {pid} is gone: the run was interrupted")
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def completed_days(instance, graph, selection) -> set[str]:
     """Days every selected partitioned asset has materialised."""
     keys = [
@@ -264,6 +220,7 @@ SELECT scenario, site_id,
        avg(mining_margin_after_depreciation_usd_per_mwh) AS mining_net,
        avg(ai_margin_after_depreciation_usd_per_mwh) AS ai_net,
        any_value(ai_capex_usd_per_mw) / (avg(ai_uplift_usd_per_mw_day) * 365) AS payback_years,
+       any_value(ai_capex_usd_per_mw) AS ai_capex_usd_per_mw,
        any_value(ai_basis) AS ai_basis,
        count(DISTINCT date) AS days
 FROM site_economics_daily
@@ -286,18 +243,23 @@ def open_warehouse():
 
 
 def print_summary(start: date, end: date) -> None:
-    """Per scenario and site: mean margin per MWh of mining and AI, and which is better."""
+    """Per scenario and site: mean margin per MWh of mining and AI, gross and net, which is
+    better, and the payback of converting a megawatt to GPUs; then what the words mean."""
+    from pipelines.declarations import load_infrastructure
+
+    scenarios = load_infrastructure(ASSETS_DIR).scenarios
     with open_warehouse().reader() as con:
         rows = con.execute(SUMMARY_SQL, {"start": start, "end": end}).fetchall()
         sites = [s for (s,) in con.execute("SELECT site_id FROM sites ORDER BY 1").fetchall()]
-    print(f"\nMargin per MWh, mean of UTC days {start} to {end}, USD (net = after depreciation):")
-    header = f"{'scenario':<10}{'site':<16}{'mining':>9}{'ai':>10}{'better':>8}"
-    print(header + f"{'mining net':>12}{'ai net':>10}{'better':>8}{'payback':>9}")
+    print(f"\nMargin per MWh, mean of UTC days {start} to {end}, USD")
+    print(f"{'':<28}{' gross ':-^24}{'':5}{' net ':-^25}{'':2}{' 1 MW to GPUs ':-^17}")
+    print(f"{'scenario':<10}{'site':<16}{'mining':>9}{'ai':>9}{'better':>8}"
+          f"{'mining':>13}{'ai':>9}{'better':>8}{'capex':>10}{'payback':>9}")  # fmt: skip
     period_days = (end - start).days + 1
     # sites whose answer lacks days (their inputs were blocked or quarantined)
     answered = {r[1] for r in rows}
     short = {site: 0 for site in sites if site not in answered}
-    for scenario, site, mining, ai, mining_net, ai_net, payback, basis, days in rows:
+    for scenario, site, mining, ai, mining_net, ai_net, payback, capex, basis, days in rows:
         if days < period_days:
             short[site] = days
         better = "ai" if ai > mining else "mining"
@@ -305,9 +267,15 @@ def print_summary(start: date, end: date) -> None:
         payback_text = f"{payback:.1f} y" if payback and payback > 0 else "never"
         note = "" if basis == "own_fleet" else "  *"
         print(
-            f"{scenario:<10}{site:<16}{mining:>9.2f}{ai:>10.2f}{better:>8}"
-            f"{mining_net:>12.2f}{ai_net:>10.2f}{better_net:>8}{payback_text:>9}{note}"
+            f"{scenario:<10}{site:<16}{mining:>9.2f}{ai:>9.2f}{better:>8}"
+            f"{mining_net:>13.2f}{ai_net:>9.2f}{better_net:>8}"
+            f"{f'${capex / 1e6:.1f}M':>10}{payback_text:>9}{note}"
         )
+    print("gross: revenue less power; net: less the depreciation of the machines too")
+    print("1 MW to GPUs: converting a megawatt from ASICs to GPUs, its GPU capex and the years "
+          "AI's gross uplift over mining takes to repay it")  # fmt: skip
+    for scenario in scenarios:
+        print(f"{scenario.scenario}: {scenario.description}")
     print("* no GPUs at the site: AI valued at the reference GPU, market price and utilisation")
     for site, days in short.items():
         print(f"! {site}: {days} of {period_days} days (a missing day is not in its means)")
@@ -610,9 +578,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> int:
-    """`megawatt`: our own errors are shown as one line, not a traceback."""
+    """`megawatt`: our own errors are shown as one line, not a traceback; so is Ctrl-C."""
     try:
         return main()
+    except RunCanceled as e:
+        print(f"megawatt: {e}", file=sys.stderr)
+        return INTERRUPTED_EXIT
+    except KeyboardInterrupt:  # outside a run: nothing was being written
+        print("megawatt: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     except MegawattError as e:
         print(f"megawatt: {e}", file=sys.stderr)
         return 1

@@ -51,11 +51,28 @@ def test_main_job_builds_the_warehouse_and_prints_the_answer(sample_run, monkeyp
         assert site in run.stdout
     assert "Margin per MWh, mean of UTC days 2024-03-21 to 2024-05-20" in run.stdout
     assert "! " not in run.stdout and "warning:" not in run.stderr  # the sample is clean
+    # the answer says what its words mean: gross and net, the conversion, each scenario
+    header = run.stdout.splitlines()[2:4]
+    assert header[0].split() == ["--------", "gross", "---------", "----------", "net",
+                                 "----------", "-", "1", "MW", "to", "GPUs", "--"]  # fmt: skip
+    assert header[1].split()[-2:] == ["capex", "payback"]
+    assert "\nbear: BTC 30% lower, difficulty +4% a month," in run.stdout
+    # a line per table as it finished: its days, rows, time and checks
+    lines = {line.split()[0]: line for line in run.stderr.splitlines() if line.startswith("  ")}
+    with Warehouse(Path(env["MEGAWATT_WAREHOUSE_DIR"])).reader() as con:
+        answer_rows = con.execute("SELECT count(*) FROM site_economics_daily").fetchone()[0]
+    assert lines["site_economics_daily"].split()[1:5] == ["61", "days", f"{answer_rows:,}", "rows"]
+    assert lines["site_economics_daily"].endswith(" checks passed")
+    assert lines["sites"].split()[1:3] == ["whole", "table"]
+    assert lines["v_site_answer"].split()[1] == "view"
+    assert set(DESIGN_TABLES) <= set(lines)
 
     # a backfill of days the run did says so, rather than silently doing nothing
     backfill = _megawatt("backfill", "--start", "2024-04-01", "--end", "2024-04-02", env=env)
     assert backfill.returncode == 0, backfill.stderr[-3000:]
     assert "2 of 2 day(s) were already materialised and were skipped" in backfill.stderr
+    # without a terminal, a plain line per run of days instead of a bar
+    assert "backfill: 2024-04-01 to 2024-04-02 done, 2 of 2 days, " in backfill.stderr
 
     counts = _megawatt(
         "sql",
@@ -75,6 +92,44 @@ def test_main_job_builds_the_warehouse_and_prints_the_answer(sample_run, monkeyp
         assert runs[0].status == dg.DagsterRunStatus.SUCCESS
         days = instance.get_materialized_partitions(dg.AssetKey("site_economics_daily"))
         assert len(days) == 61 and min(days) == "2024-03-21" and max(days) == "2024-05-20"
+
+
+def test_ctrl_c_cancels_the_run_with_one_line_and_no_alert(tmp_path: Path, monkeypatch):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during a run: the run is
+    CANCELED, not failed; one line says so, the exit code is 130, no alert is written; what it
+    finished is published, and the same command finishes the rest."""
+    import signal
+
+    env = {**os.environ, "MEGAWATT_WAREHOUSE_DIR": str(tmp_path / "wh"),
+           "DAGSTER_HOME": str(tmp_path / "dh")}  # fmt: skip
+    args = ["run", "--start", "2024-03-21", "--end", "2024-03-24"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args], cwd=PROJECT_DIR, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    for line in process.stderr:  # interrupt once a table has been written
+        if line.startswith("  btc_network_daily "):
+            os.killpg(process.pid, signal.SIGINT)
+            break
+    else:
+        pytest.fail(f"no table line before the run ended: {process.communicate()}")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    (said,) = [line for line in err.splitlines() if not line.startswith("  ")]
+    assert said.startswith("megawatt: interrupted: run ") and "was canceled" in said, err
+    assert "Traceback" not in err and "FAILED" not in err and "Margin" not in out
+    assert not (tmp_path / "dh" / "alerts.log").exists()
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # dagster.yaml's storage reads it
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.CANCELED
+        assert said.split()[3] == run.run_id[:8]
+    with Warehouse(tmp_path / "wh").reader() as con:  # what it finished was published
+        assert con.execute("SELECT count(*) FROM btc_network_daily").fetchone() == (4,)
+
+    again = _megawatt(*args, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Margin per MWh" in again.stdout
 
 
 def test_workspace_loads_for_dagster_dev():

@@ -212,3 +212,44 @@ def test_metadata_plots_chart_the_numbers_of_each_materialisation(materialized, 
     chart.wait_for()
     assert page.locator("canvas").count() >= 2  # rows_written among them
     assert chart.evaluate("c => c.width > 100 && c.height > 50")
+
+
+def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    import json
+
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]
+
+
+JOB_RUNS = """
+query JobRuns($filter: RunsFilter!) {
+  runsOrError(filter: $filter) {
+    ... on Runs { results { runId status repositoryOrigin { repositoryLocationName } } }
+  }
+}"""
+
+
+def test_megawatt_runs_are_in_the_jobs_runs_tab_and_the_timeline(materialized, page):
+    """A run `megawatt` started in its own process is the code location's, as a UI-launched run
+    is: the job's Runs tab lists a job's runs by the repository tag (the query below is the
+    tab's filter), the timeline places them by their origin's location."""
+    runs = _graphql(materialized, JOB_RUNS, {"filter": {
+        "pipelineName": "daily",
+        "tags": [{"key": ".dagster/repository", "value": "__repository__@megawatt"}],
+    }})["runsOrError"]["results"]  # fmt: skip
+    # the days it read back to (FX before 2024-04-02), then the range: newest first
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"]
+    assert {r["repositoryOrigin"]["repositoryLocationName"] for r in runs} == {"megawatt"}
+    run_id = runs[0]["runId"]
+
+    page.goto(f"{materialized}/locations/megawatt/jobs/daily/runs")
+    page.get_by_role("link", name=run_id[:8]).first.wait_for()  # its row in the tab's table
+    page.goto(f"{materialized}/overview/activity/timeline")
+    page.get_by_text("daily", exact=True).first.wait_for()  # the job's row
+    page.get_by_text(str(len(runs)), exact=True).first.wait_for()  # its runs' bar, with their count
+    page.screenshot(path=str(PROJECT_DIR / ".pytest_cache" / "ui_timeline.png"))

@@ -1,0 +1,253 @@
+"""The runs `megawatt` starts: in this process, yet recorded as runs of the code location the UI
+loads (workspace.yaml), so they are in the job's Runs tab and the Overview timeline like the
+UI's own; printed table by table as they finish; cancelled, not failed, by Ctrl-C.
+
+Dagster's in-process execution takes no code-location origin, and its interruption is a
+failure unless the run was being cancelled; both are set through the instance's event listener,
+which sees every event of the run as it is stored."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import dagster as dg
+
+from pipelines.alerts import ALERT_LOG, WEBHOOK_VARIABLE, AlertResource, alert_line, failure_message
+from pipelines.errors import MegawattError
+from pipelines.settings import PROJECT_DIR
+
+# tags of the runs `megawatt` starts, to tell an interrupted one from one still going
+HOST_TAG, PID_TAG = "megawatt/host", "megawatt/pid"
+INTERRUPTED_EXIT = 130  # what a shell reports for a process ended by SIGINT (128 + 2)
+NO_CAPTURE = {  # the run's output is the terminal; the capture's helper processes (`tail` and
+    # dagster's watch_orphans) would each print a KeyboardInterrupt traceback on Ctrl-C
+    "compute_logs": {
+        "module": "dagster._core.storage.noop_compute_log_manager",
+        "class": "NoOpComputeLogManager",
+    }
+}
+
+
+class RunCanceled(MegawattError):
+    """Ctrl-C: the run is CANCELED in Dagster, what it committed is published, no alert."""
+
+    def __init__(self, run_id: str | None):
+        self.run_id = run_id
+        which = f"run {run_id[:8]}" if run_id else "the run"
+        super().__init__(
+            f"interrupted: {which} was canceled; the tables it finished are published, the "
+            "others keep their previous rows (run the same command again to finish)"
+        )
+
+
+def open_instance() -> dg.DagsterInstance:
+    """The instance of DAGSTER_HOME (its dagster.yaml), without capturing the runs' output."""
+    from dagster._core.instance.ref import InstanceRef
+
+    ref = InstanceRef.from_dir(os.environ["DAGSTER_HOME"], overrides=NO_CAPTURE)
+    return dg.DagsterInstance.from_ref(ref)
+
+
+def location_job_origin(job_name: str):
+    """The origin the UI gives `job_name`'s runs: its code location as workspace.yaml names it."""
+    from dagster._core.definitions.repository_definition.valid_definitions import (
+        SINGLETON_REPOSITORY_NAME,
+    )
+    from dagster._core.remote_origin import RemoteRepositoryOrigin
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    (location,) = WorkspaceFileTarget([str(PROJECT_DIR / "workspace.yaml")]).create_origins()
+    return RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME).get_job_origin(job_name)
+
+
+@dataclass
+class Progress:
+    """What a run prints as it goes, to `out`: a line per table as its step ends (days, rows
+    written, checks, seconds) unless not `tables` (a backfill), warnings and failures as they
+    happen; a `bar` (a backfill in a terminal) advances as tables end."""
+
+    out: TextIO = sys.stderr
+    tables: bool = True
+    bar: object | None = None  # a tqdm bar counting days
+    steps: int = 1  # the run's steps: each one ended moves the bar 1/steps of the run's days
+    days: int = 1
+    materialised: dict = field(default_factory=dict)  # step -> [days, metadata of the first]
+    checks: dict = field(default_factory=dict)  # step -> [passed, warned, failed]
+    interrupted: bool = False
+
+    def line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.out)
+        else:
+            print(text, file=self.out, flush=True)
+
+    def step_ended(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.days / self.steps)
+
+    def table_line(self, step: str, seconds: float) -> str:
+        days, metadata = self.materialised.get(step, [0, {}])
+        passed, warned, failed = self.checks.get(step, [0, 0, 0])
+        if not days:
+            what = "no data: its stored days are kept"
+        elif "rows_written" not in metadata:
+            what = "view"
+        else:
+            whole = metadata.get("window") == "whole table"
+            span = "whole table" if whole else f"{days} day{'s' if days > 1 else ''}"
+            what = f"{span:>11} {metadata['rows_written']:>10,} rows"
+            if metadata.get("rows_quarantined"):
+                what += f" ({metadata['rows_quarantined']:,} quarantined)"
+        checked = passed + warned + failed
+        verdict = (
+            f"{checked} checks " + ("passed" if not (warned or failed) else
+                                    f"{passed} passed, {warned} warned, {failed} failed")
+            if checked else ""
+        )  # fmt: skip
+        return f"  {step:<28}{what:<28}{seconds:>6.1f} s  {verdict}".rstrip()
+
+    def __call__(self, record) -> None:
+        """The instance's listener: one stored event of the run."""
+        event = record.dagster_event
+        if event is None:  # a log message of the pipeline's own
+            if record.level >= 30 and not _repeats_a_check(record.user_message):
+                self.line(f"warning: {record.user_message}")
+            return
+        kind = event.event_type
+        step = event.step_key
+        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            entry = self.materialised.setdefault(step, [0, None])
+            entry[0] += 1
+            if entry[1] is None:
+                metadata = event.step_materialization_data.materialization.metadata
+                entry[1] = {k: v.value for k, v in metadata.items()}
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            check = event.event_specific_data
+            counts = self.checks.setdefault(step, [0, 0, 0])
+            if check.passed:
+                counts[0] += 1
+            elif check.severity == dg.AssetCheckSeverity.WARN:
+                counts[1] += 1  # a warning, or rows quarantined: the run goes on
+                self.line(f"warning: {check_line(check)}")
+            else:
+                counts[2] += 1
+        elif kind == dg.DagsterEventType.STEP_SUCCESS:
+            if self.tables:
+                self.line(self.table_line(step, event.event_specific_data.duration_ms / 1000))
+            self.step_ended()
+        elif kind == dg.DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            if error is not None and error.cls_name == "DagsterExecutionInterruptedError":
+                self.interrupted = True
+            else:
+                self.line(f"FAILED {failure_message(event)}")
+            self.step_ended()
+        elif kind == dg.DagsterEventType.STEP_SKIPPED:
+            self.step_ended()
+
+
+def _repeats_a_check(message: str) -> bool:
+    """The writer logs each failed rule ("table: rule 'x' ... failed"); its check's warning line
+    says it already, with the quarantine."""
+    table, _, rest = message.partition(": ")
+    return table.isidentifier() and rest.startswith("rule '")
+
+
+def check_line(check) -> str:
+    """One line for a failed (non-blocking) check: the rule, the count, the first failure."""
+    meta = {k: v.value for k, v in check.metadata.items()}
+    quarantined = meta.get("rows_quarantined", 0)
+    return (
+        f"{check.asset_key.to_user_string()}: check {check.check_name!r} failed for "
+        f"{meta.get('failing_rows', '?')} row(s)"
+        + (f", {quarantined} quarantined (table quarantine)" if quarantined else "")
+        + f"; {meta.get('first_failure', '')}"
+    )
+
+
+def execute(job, instance, tags: dict, assets: list | None, progress: Progress, publish) -> bool:
+    """One in-process run of `job` (`assets` of it; None: all) with `tags`, recorded as the code
+    location's, printed by `progress`; `publish(run_id)` after it ends, whatever its end (False:
+    refused, and said why). Whether both went well; raises RunCanceled on Ctrl-C."""
+    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+
+    run_id = str(uuid.uuid4())  # known before the run, for its listener
+    origin = location_job_origin(job.name)
+
+    def listen(record) -> None:
+        event = record.dagster_event
+        if event is not None and event.event_type == dg.DagsterEventType.RUN_START:
+            run = instance.get_run_by_id(run_id)  # the UI lists a job's runs by their origin
+            instance.run_storage.replace_job_origin(run, origin)
+        progress(record)
+        if progress.interrupted and event is not None and event.is_step_failure:
+            # Ctrl-C in a step: cancelling, so Dagster ends the run CANCELED, not FAILURE
+            instance.report_run_canceling(instance.get_run_by_id(run_id), "Ctrl-C")
+
+    instance.add_event_listener(run_id, listen)
+    tags = {**tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            # the tag the job's Runs tab filters by; the origin (set at its start) is its body's
+            REPOSITORY_LABEL_TAG: origin.repository_origin.get_label()}  # fmt: skip
+    try:
+        result = job.execute_in_process(
+            instance=instance,
+            run_id=run_id,
+            tags=tags,
+            # the listener prints; the full logs are in the history
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            asset_selection=assets,
+            raise_on_error=False,
+        )  # fmt: skip
+    except KeyboardInterrupt:  # between Dagster's own handling of it
+        progress.interrupted = True
+        result = None
+    finally:
+        instance.end_watch_event_logs(run_id, listen)
+    run = instance.get_run_by_id(run_id)
+    if progress.interrupted or (run is not None and run.status == dg.DagsterRunStatus.CANCELED):
+        if run is not None and not run.is_finished:
+            instance.report_run_canceled(run, "Ctrl-C")
+        publish(run_id if run is not None else None)
+        raise RunCanceled(run_id if run is not None else None)
+    if not result.success:  # the alert sensor does not see in-process runs: tell it here
+        failures = [event for event in result.all_events if event.is_step_failure]
+        send_alert(alert_line(result.dagster_run, failures))
+    return publish(run_id) and result.success
+
+
+def send_alert(line: str) -> None:
+    """The alert line of a failed run, as the UI's runs get it from the run-failure sensor."""
+    alerts = AlertResource(log_path=str(ALERT_LOG), webhook_url=os.environ.get(WEBHOOK_VARIABLE))
+    try:
+        alerts.send(line)
+    except OSError as e:  # the failures are printed already
+        print(f"warning: the alert was not sent: {type(e).__name__}", file=sys.stderr)
+
+
+def release_interrupted_runs(instance) -> None:
+    """Runs started here whose process is gone (killed, say) still hold their writer slot in
+    Dagster's concurrency pool: mark them failed and free it, so the next run does not wait."""
+    active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(statuses=active, tags={HOST_TAG: socket.gethostname()})
+    )
+    for run in runs:
+        pid = int(run.tags.get(PID_TAG, "0"))
+        if pid and not _alive(pid):
+            instance.report_run_failed(run, f"its process {pid} is gone: the run was interrupted")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
