@@ -163,8 +163,8 @@ def shape_of(defs) -> dict:
 
 
 def floor_run(shape_file: Path, first: str, last: str) -> None:
-    """The floor's run: what `megawatt run` does around Dagster (cli.execute), on the no-op
-    graph."""
+    """The floor's run: what `megawatt run` does around Dagster (pipelines/runs.py `execute`:
+    its instance without output capture), on the no-op graph."""
     import socket
 
     import dagster as dg
@@ -176,7 +176,9 @@ def floor_run(shape_file: Path, first: str, last: str) -> None:
     job = noop_definitions(json.loads(shape_file.read_text())).resolve_job_def(JOB)
     tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last,
             "megawatt/host": socket.gethostname(), "megawatt/pid": str(os.getpid())}  # fmt: skip
-    with dg.DagsterInstance.get() as instance:
+    from pipelines.runs import open_instance
+
+    with open_instance() as instance:
         result = job.execute_in_process(
             instance=instance,
             tags=tags,

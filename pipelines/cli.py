@@ -1,12 +1,14 @@
 """`megawatt`: run the pipeline, read the warehouse, open the UI.
 
 megawatt run [--start D --end D]   materialise every table for a range of UTC days (default:
-             [--select TABLE ...]  the embedded sample period) and print the answer; --select
-             [--rebuild TABLE ...] runs only those tables, e.g. to backfill one source;
-                                   --rebuild makes tables anew after a change of their shape
+             [--select TABLE ...]  the embedded sample period), a line per table as it ends,
+             [--rebuild TABLE ...] and print the answer; --select runs only those tables, e.g.
+                                   to backfill one source; --rebuild makes tables anew after a
+                                   change of their shape; Ctrl-C cancels the run (exit 130)
 megawatt backfill --start D --end D
-                 [--chunk-days N]  the same in runs of N days (default 30), with a progress bar;
-                                   run it again after an interruption and it resumes
+                 [--chunk-days N]  the same in runs of N days (default 30), with a progress bar
+                                   (a line per run without a terminal); run it again after an
+                                   interruption and it resumes
 megawatt sql "SELECT ..." | -f FILE  query the published warehouse (never blocked by a run):
              [--csv | --json]      a table (a column per line per row when too wide for the
              [--max-rows N]        terminal), CSV, or one JSON array of objects; --max-rows
@@ -272,8 +274,8 @@ def print_summary(start: date, end: date) -> None:
             f"{f'${capex / 1e6:.1f}M':>10}{payback_text:>9}{note}"
         )
     print("gross: revenue less power; net: less the depreciation of the machines too")
-    print("1 MW to GPUs: converting a megawatt from ASICs to GPUs, its GPU capex and the years "
-          "AI's gross uplift over mining takes to repay it")  # fmt: skip
+    print("1 MW to GPUs: a MW converted from ASICs to GPUs: GPU capex, years for AI's gross uplift "
+          "to repay it")  # fmt: skip
     for scenario in scenarios:
         print(f"{scenario.scenario}: {scenario.description}")
     print("* no GPUs at the site: AI valued at the reference GPU, market price and utilisation")

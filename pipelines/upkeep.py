@@ -19,7 +19,8 @@ def _publish(context: dg.RunStatusSensorContext, warehouse: WarehouseResource):
         context.log.info(f"published snapshot {published.snapshot} of run {published.run_id}")
 
 
-# A run that ends, well or not, is what readers see next: its failed tables kept their rows.
+# A run that ends, well or not (failed, or canceled from the UI), is what readers see next: its
+# failed tables kept their rows.
 publish_sensors = [
     dg.run_status_sensor(
         run_status=status,
@@ -28,7 +29,8 @@ publish_sensors = [
         description=f"Records the last snapshot of each {ended} run as the one readers read.",
     )(_publish)
     for status, ended in [(dg.DagsterRunStatus.SUCCESS, "succeeded"),
-                          (dg.DagsterRunStatus.FAILURE, "failed")]
+                          (dg.DagsterRunStatus.FAILURE, "failed"),
+                          (dg.DagsterRunStatus.CANCELED, "canceled")]
 ]  # fmt: skip
 
 
