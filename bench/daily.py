@@ -167,7 +167,6 @@ def floor_run(shape_file: Path, first: str, last: str) -> None:
     its instance without output capture), on the no-op graph."""
     import socket
 
-    import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,

@@ -306,7 +306,8 @@ def test_dg_checks_and_lists_the_definitions(tmp_path: Path):
     assert schedules == {s.name for s in defs.schedules} >= {"daily_schedule"}
     sensors = {s["name"] for s in found["sensors"]}
     assert sensors >= {s.name for s in defs.sensors} >= {
-        "publish_succeeded_run", "publish_failed_run", "publish_canceled_run", "alert_on_run_failure"
+        "publish_succeeded_run", "publish_failed_run", "publish_canceled_run",
+        "alert_on_run_failure",
     }  # fmt: skip
 
     table = _dg("list", "defs", home=tmp_path)  # the table a person reads
