@@ -162,6 +162,8 @@ def test_asset_page_shows_sql_lineage_and_preview_as_rendered_tables(materialize
     assert rows.locator("td:first-child").all_inner_texts() == columns
     difficulty = rows.filter(has=page.get_by_text("difficulty", exact=True)).first
     assert "btc_network_daily.difficulty" in difficulty.inner_text()
+    lineage.scroll_into_view_if_needed()
+    page.screenshot(path=str(PROJECT_DIR / ".pytest_cache" / "ui_lineage.png"))
     # the preview: every column, numbers rounded (5 significant digits, none below 10,000 up)
     preview = _metadata_table(page, "preview")
     assert preview.locator("thead th").all_inner_texts() == columns
@@ -212,6 +214,7 @@ def test_metadata_plots_chart_the_numbers_of_each_materialisation(materialized, 
     chart.wait_for()
     assert page.locator("canvas").count() >= 2  # rows_written among them
     assert chart.evaluate("c => c.width > 100 && c.height > 50")
+    page.screenshot(path=str(PROJECT_DIR / ".pytest_cache" / "ui_plots.png"))
 
 
 def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
