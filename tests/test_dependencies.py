@@ -56,3 +56,20 @@ def test_every_import_of_pipelines_and_scripts_is_declared_and_pinned_as_locked(
     for name, requirement in declared.items():
         if "==" in requirement:
             assert requirement.split("==")[1] == locked[name], (requirement, locked[name])
+
+
+def test_every_import_of_the_tests_and_benchmarks_is_declared():
+    """The tests and benchmarks may also use the dev group (pytest, moto, ...), nothing else."""
+    project = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())
+    requirements = project["project"]["dependencies"] + project["dependency-groups"]["dev"]
+    declared = {_name(r) for r in requirements}
+    distributions = packages_distributions()
+    modules = _imported_modules("tests", "bench")
+    modules.pop("tests", None)  # the tests' own helpers
+    assert {"pytest", "werkzeug", "boto3", "playwright"} <= set(modules)
+    undeclared = {
+        module: sorted(files)
+        for module, files in modules.items()
+        if not {_name(d) for d in distributions.get(module, [])} & declared
+    }
+    assert undeclared == {}, "imported but not in the dependencies or the dev group"
