@@ -1,6 +1,7 @@
 """The private parts of Dagster that pipelines/dagster_storage.py relies on (the local profile's
-kept-open event log). A Dagster upgrade that moves one fails here, naming it, before the
-storage misbehaves at run time."""
+kept-open event log), and pipelines/runs.py (megawatt's runs as the code location's, without
+output capture). A Dagster upgrade that moves one fails here, naming it, before the storage or
+a run misbehaves at run time."""
 
 from __future__ import annotations
 
@@ -20,6 +21,23 @@ IMPORTED = [
     ("dagster._core.storage.sqlite_storage", "DagsterSqliteStorage"),
     ("dagster._core.storage.sqlite_storage", "_event_logs_directory"),
 ]
+# what runs.py imports from Dagster's private modules, and the instance methods it calls
+RUNS_IMPORTED = [
+    ("dagster._core.instance.ref", "InstanceRef"),
+    ("dagster._core.remote_origin", "RemoteRepositoryOrigin"),
+    ("dagster._core.workspace.load_target", "WorkspaceFileTarget"),
+    ("dagster._core.definitions.repository_definition.valid_definitions",
+     "SINGLETON_REPOSITORY_NAME"),
+    ("dagster._core.storage.tags", "REPOSITORY_LABEL_TAG"),
+    ("dagster._core.storage.noop_compute_log_manager", "NoOpComputeLogManager"),
+]  # fmt: skip
+RUNS_CALLED = [
+    ("dagster._core.instance", "DagsterInstance", "add_event_listener", ["self", "run_id", "cb"]),
+    ("dagster._core.instance", "DagsterInstance", "end_watch_event_logs", ["self", "run_id", "cb"]),
+    ("dagster._core.storage.runs", "RunStorage", "replace_job_origin",
+     ["self", "run", "job_origin"]),
+    ("dagster._core.instance.ref", "InstanceRef", "from_dir", ["base_dir"]),
+]  # fmt: skip
 # methods of SqliteEventLogStorage it overrides or calls, with their parameters
 METHODS = {
     "_connect": ["self", "shard"],
@@ -36,6 +54,24 @@ METHODS = {
 def test_the_private_names_imported_are_there(module, name):
     found = importlib.import_module(module)
     assert hasattr(found, name), f"dagster {VERSION}: {module}.{name} is gone (dagster_storage.py)"
+
+
+@pytest.mark.parametrize(("module", "name"), RUNS_IMPORTED, ids=[n for _, n in RUNS_IMPORTED])
+def test_the_private_names_runs_imports_are_there(module, name):
+    found = importlib.import_module(module)
+    assert hasattr(found, name), f"dagster {VERSION}: {module}.{name} is gone (runs.py)"
+
+
+@pytest.mark.parametrize(("module", "owner", "method", "expected"), RUNS_CALLED,
+                         ids=[f"{o}.{m}" for _, o, m, _ in RUNS_CALLED])  # fmt: skip
+def test_the_methods_runs_calls_keep_their_parameters(module, owner, method, expected):
+    function = getattr(getattr(importlib.import_module(module), owner), method, None)
+    assert function is not None, f"dagster {VERSION}: {owner}.{method} is gone (runs.py)"
+    parameters = list(inspect.signature(function).parameters)
+    assert parameters[: len(expected)] == expected, (
+        f"dagster {VERSION}: {owner}.{method}{inspect.signature(function)} changed (runs.py "
+        f"expects ({', '.join(expected)}))"
+    )
 
 
 @pytest.mark.parametrize("method", list(METHODS))
