@@ -114,10 +114,13 @@ def run(
         if not chunk_days:
             return execute(job, instance, wanted, selection, Progress(steps=steps), rebuild)
         done = completed_days(instance, graph, in_job)
-        # in a terminal a bar, moved as each table of a run ends; else a line per run
+        # in a terminal a bar, moved as each table of a run ends; else (or in a terminal that
+        # says it has no width, where a bar draws nothing) a line per run
+        width = _stderr_width()
         bar = tqdm(
-            total=len(wanted), desc="backfill", disable=not sys.stderr.isatty(), file=sys.stderr,
-            bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} days [{elapsed}<{remaining}]",
+            total=len(wanted), desc="backfill", disable=not width, file=sys.stderr,
+            ncols=min(width, 100) or None,
+            bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} days [{elapsed}<{remaining}]",
         )  # fmt: skip
         progress = Progress(bar=None if bar.disable else bar, steps=steps, tables=False)
         began, finished = time.monotonic(), 0
@@ -148,6 +151,14 @@ def run(
             file=sys.stderr,
         )
     return True
+
+
+def _stderr_width() -> int:
+    """The width of the terminal stderr is, 0 if it is none."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns if sys.stderr.isatty() else 0
+    except (OSError, ValueError):
+        return 0
 
 
 def _duration(seconds: float) -> str:

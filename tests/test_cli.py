@@ -132,6 +132,50 @@ def test_ctrl_c_cancels_the_run_with_one_line_and_no_alert(tmp_path: Path, monke
     assert "Margin per MWh" in again.stdout
 
 
+def _in_a_terminal(args: list[str], env: dict, columns: int) -> str:
+    """What `megawatt` writes to a pseudo-terminal that says it is `columns` wide."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args], cwd=PROJECT_DIR,
+        env={k: v for k, v in {**os.environ, **env}.items() if k != "COLUMNS"},
+        stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+    )  # fmt: skip
+    os.close(slave)
+    written = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the process closed the terminal: it has ended
+            break
+        if not chunk:
+            break
+        written += chunk
+    process.wait(timeout=300)
+    os.close(master)
+    assert process.returncode == 0, written.decode()[-3000:]
+    return written.decode().replace("\r\n", "\n")
+
+
+def test_backfill_progress_is_a_bar_in_a_terminal_and_lines_in_one_without_width(sample_run):
+    """A terminal of no width (as some CI runners and `docker exec` give) would show a bar as
+    nothing at all: there, as without a terminal, a line per run of days."""
+    env, _ = sample_run
+    args = ["backfill", "--start", "2024-04-01", "--end", "2024-04-04", "--chunk-days", "2"]
+    bar = _in_a_terminal(args, env, columns=90)
+    assert "backfill: 100%|" in bar and "| 4.0/4 days [" in bar
+    assert "backfill: 2024-04-01" not in bar
+    lines = _in_a_terminal(args, env, columns=0)
+    assert "backfill: 2024-04-01 to 2024-04-02 done, 2 of 4 days, " in lines
+    assert "backfill: 2024-04-03 to 2024-04-04 done, 4 of 4 days, " in lines
+    assert "%|" not in lines
+
+
 def test_workspace_loads_for_dagster_dev():
     result = subprocess.run(
         [
