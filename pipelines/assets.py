@@ -35,6 +35,9 @@ from pipelines.validation import Validation, combine
 from pipelines.warehouse import Rollup, Warehouse, warehouse_of
 
 REBUILD_TAG = "megawatt/rebuild"  # tables a run makes anew (a change of shape that drops history)
+# The daily run's day D (the schedule's run for yesterday): its range reaches back over the
+# sources' restatement windows, and each source re-reads only its own, [D - restatement_days, D]
+DAILY_FOR_TAG = "megawatt/daily_for"
 WRITER_POOL = "warehouse_writer"  # one writer at a time: DuckDB allows one writing process
 # Dagster's eager condition without its latest-day limit: a late correction to an old day
 # rebuilds that day downstream too.
@@ -250,6 +253,29 @@ class Figures:
 Compute = Callable[[Window | None], tuple[pl.DataFrame | str, str, dict]]
 
 
+def restatement_window(window: Window, tags: dict, restatement_days: int | None) -> Window:
+    """The days a source reads in a run over `window`: in the daily run for day D (the
+    DAILY_FOR_TAG), [D - restatement_days, D] within the run's days (the days before keep what is
+    stored); in any other run (a user's run or backfill), and for a derived table (None), the
+    whole window."""
+    daily_for = tags.get(DAILY_FOR_TAG)
+    if restatement_days is None or not daily_for:
+        return window
+    try:
+        day = dt.date.fromisoformat(daily_for)
+    except ValueError:
+        raise MegawattError(
+            f"the run's tag {DAILY_FOR_TAG}={daily_for!r} is not a UTC day (YYYY-MM-DD)"
+        ) from None
+    if not window.start <= day < window.end:
+        raise MegawattError(
+            f"the run's tag {DAILY_FOR_TAG}={daily_for} names a day outside its range "
+            f"[{window.start}, {window.end - dt.timedelta(days=1)}]"
+        )
+    return Window(max(window.start, day - dt.timedelta(days=restatement_days)),
+                  day + dt.timedelta(days=1))  # fmt: skip
+
+
 def table_asset(
     contract: Contract,
     *,
@@ -269,6 +295,7 @@ def table_asset(
     answered_only: bool = False,
     append: bool = False,
     observations: SqlAssetSpec | None = None,
+    restatement_days: int | None = None,
 ) -> dg.AssetsDefinition:
     """The asset writing `contract.table` with the rows `compute` gives; with `rollup`, the asset
     of the rollup's table instead, fed `days_per_write` days at a time with rows that `contract`
@@ -276,7 +303,10 @@ def table_asset(
     no day has rows and the contract wants rows every day, nothing is materialised (the table
     goes stale if that persists, and the tables built from it wait). With `append`, the rows
     are added to the window's (observations). With `observations`, the rows of each day also
-    include that query's summary of the observations made during it."""
+    include that query's summary of the observations made during it. With `restatement_days`
+    (a source), the daily run reads only the days it may still revise (`restatement_window`).
+    Only the days whose content changed are written (Warehouse.write); the materialisation
+    records how many (`days_changed`) and which."""
     within = [WITHIN_PARTITION] if partitions_def is not None else []
     # a source whose contract wants rows every day publishes every day: a day it did not answer
     # is an outage, not a day without rows
@@ -325,11 +355,12 @@ def table_asset(
     )
     def _table(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         window = None
-        if partitions_def is not None:
-            time_window = context.partition_time_window
-            window = Window(time_window.start.date(), time_window.end.date())
         rebuild = contract.table in context.run.tags.get(REBUILD_TAG, "").split(",")
         try:
+            if partitions_def is not None:
+                time_window = context.partition_time_window
+                window = Window(time_window.start.date(), time_window.end.date())
+                window = restatement_window(window, context.run.tags, restatement_days)
             if rollup is None:
                 data, origin, params = compute(window)
                 if observations is not None:
@@ -357,7 +388,7 @@ def table_asset(
                                             "(no data is not zero rows)")  # fmt: skip
                     else:
                         context.log.info(f"{said} (it has days without rows)")
-                if not report.wrote:  # no day answered: no rule ran
+                if not report.answered:  # no day answered: no rule ran
                     checked = [
                         dg.AssetCheckResult(
                             check_name=prefix + rule.name,
@@ -398,11 +429,23 @@ def table_asset(
             lineage = lineage_of()
             of_table["dagster/column_lineage"] = lineage
             of_table["column_lineage"] = lineage_table(lineage, contract.column_names)
+        if report.answered:
+            changes = report.changes(most=10)
+            if report.wrote:
+                context.log.info(f"{contract.table}: {changes or 'replaced'}")
+            else:
+                context.log.info(f"{contract.table}: {changes or 'unchanged'}; nothing written")
         of_run = {
-            **({"dagster/row_count": report.rows_in_table} if report.wrote else {}),
+            **({"dagster/row_count": report.rows_in_table} if report.answered else {}),
             "rows_written": report.rows_written,
             "rows_quarantined": validation.rows_quarantined,
-            "snapshot": report.snapshot,  # the lake's snapshot of this write (time travel)
+            # the days replaced because their content changed (a number, which the UI plots)
+            "days_changed": len(report.days_changed),
+            "days_changed_list": ", ".join(map(str, report.days_changed)) or "none",
+            "days_unchanged": len(report.days_unchanged),
+            # the lake's snapshot of this write (time travel); none when nothing changed
+            "snapshot": report.snapshot,
+            # the days read: in the daily run, a source's restatement window
             "window": f"[{window.start}, {window.end})" if window else "whole table",
             **(
                 {"days_without_data": ", ".join(map(str, report.days_without_data))}
@@ -470,8 +513,16 @@ def _write_daily(warehouse: Warehouse, rows_contract: Contract, rollup: Rollup, 
         *check_results(rows, rows_contract.quarantine, f"{rows_contract.table}_"),
     ]
     last = reports[-1]
-    written = sum(r.rows_written for r in reports)
-    return dataclasses.replace(last, rows_written=written, validation=rows), checked
+    snapshots = [r.snapshot for r in reports if r.snapshot is not None]
+    combined = dataclasses.replace(
+        last,
+        rows_written=sum(r.rows_written for r in reports),
+        validation=rows,
+        snapshot=snapshots[-1] if snapshots else None,
+        days_changed=tuple(c for r in reports for c in r.days_changed),
+        days_unchanged=tuple(d for r in reports for d in r.days_unchanged),
+    )
+    return combined, checked
 
 
 def quarantine_asset(contract: Contract) -> dg.AssetSpec:
@@ -554,6 +605,7 @@ def source_asset(
         answered_only=rollup is None,
         append=source.observe_cron is not None,
         observations=observations,
+        restatement_days=source.restatement_days,
     )
 
 

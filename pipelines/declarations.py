@@ -110,6 +110,19 @@ class Source(Strict):
     # a daily source that also has the day summarised from observations made during it, by
     # assets/observations/<observations>.sql (which reads the observed table)
     observations: str | None = None
+    # days before the daily run's day that the source may still revise (late data, corrected
+    # rates, restated pool exports): the daily run for day D re-reads [D - restatement_days, D]
+    # and replaces the days whose content changed; 0: only D
+    restatement_days: int = Field(0, ge=0, strict=True)  # YAML: an integer, not "2" nor true
+
+    @model_validator(mode="after")
+    def _observed_now_only(self):
+        if self.observe_cron is not None and self.restatement_days:
+            raise ValueError(
+                "restatement_days must be 0 for an observed source (observe_cron): a past day "
+                "cannot be observed again"
+            )
+        return self
 
 
 class Partitions(Strict):

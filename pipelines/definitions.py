@@ -11,6 +11,7 @@ import dagster as dg
 
 from pipelines.alerts import ALERT_LOG, WEBHOOK_VARIABLE, AlertResource, alert_on_run_failure
 from pipelines.assets import (
+    DAILY_FOR_TAG,
     WarehouseResource,
     quarantine_asset,
     reference_assets,
@@ -43,21 +44,41 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 
 
 def daily_schedule(
-    job, days: dg.DailyPartitionsDefinition, cron: str, timezone: str
+    job,
+    days: dg.DailyPartitionsDefinition,
+    cron: str,
+    timezone: str,
+    restatement_days: int = 0,
 ) -> dg.ScheduleDefinition:
-    """Run `job` for yesterday's UTC day, at `cron` in `timezone` (settings.yaml)."""
+    """Run `job` for yesterday's UTC day D, at `cron` in `timezone` (settings.yaml): one run
+    (a single-run backfill, as `megawatt run --start --end` makes) over [D - restatement_days, D]
+    (the longest restatement window of the sources, from the first declared day), tagged as the
+    daily run for D, so that each source re-reads only its own window and the derived tables
+    rebuild the days that changed."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
 
     @dg.schedule(
         name=f"{DAILY_JOB}_schedule", job=job, cron_schedule=cron, execution_timezone=timezone
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         now_utc = context.scheduled_execution_time.astimezone(UTC)
-        yesterday = (now_utc - timedelta(days=1)).date().isoformat()
-        if not days.has_partition_key(yesterday):
+        yesterday = (now_utc - timedelta(days=1)).date()
+        if not days.has_partition_key(yesterday.isoformat()):
             return dg.SkipReason(
                 f"{yesterday} is not a declared partition (assets/settings.yaml partitions)"
             )
-        return dg.RunRequest(run_key=yesterday, partition_key=yesterday)
+        first = max(yesterday - timedelta(days=restatement_days), days.start.date())
+        return dg.RunRequest(
+            run_key=yesterday.isoformat(),
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: yesterday.isoformat(),
+                DAILY_FOR_TAG: yesterday.isoformat(),
+            },
+        )
 
     return _schedule
 
@@ -165,6 +186,8 @@ def build_definitions(
         end_offset=0 if end_date else 1,
     )
     observed = {name: s for name, s in sources.items() if s.observe_cron}
+    # the longest restatement window of the sources the daily job reads
+    restating = max((s.restatement_days for s in sources.values() if not s.observe_cron), default=0)
     parameters = flatten(settings.economics.model_dump())
     eager = settings.automation.derived_tables == "eager"
     assets = [
@@ -202,7 +225,13 @@ def build_definitions(
         jobs=[daily_job, lake_upkeep, *(job for job, _ in observing)],
         schedules=[
             *(schedule for _, schedule in observing),
-            daily_schedule(daily_job, daily, settings.schedule.cron, settings.schedule.timezone),
+            daily_schedule(
+                daily_job,
+                daily,
+                settings.schedule.cron,
+                settings.schedule.timezone,
+                restating,
+            ),
             upkeep_schedule(lake_upkeep, settings.warehouse.upkeep_cron),
         ],
         sensors=[

@@ -84,8 +84,11 @@ def test_daily_schedule_runs_yesterday_and_skips_undeclared_days(project):
     def tick(at: datetime):
         return schedule(dg.build_schedule_context(scheduled_execution_time=at))
 
+    # yesterday, with the days before it that the sources may still revise (the sample's
+    # longest restatement window: 7 days), as one ranged run (tests/test_restatement.py)
     request = tick(datetime(2024, 4, 2, 6, 30, tzinfo=UTC))
-    assert isinstance(request, dg.RunRequest) and request.partition_key == "2024-04-01"
+    assert isinstance(request, dg.RunRequest) and request.run_key == "2024-04-01"
+    assert request.partition_key_range == dg.PartitionKeyRange("2024-03-25", "2024-04-01")
     skip = tick(datetime(2026, 11, 25, 6, 30, tzinfo=UTC))
     assert isinstance(skip, dg.SkipReason)
     assert "2026-11-24 is not a declared partition" in skip.skip_message

@@ -148,7 +148,12 @@ def test_rerun_after_fixing_the_source_clears_its_quarantine(with_sites, sample_
     _write_source(with_sites, "mining_output_daily", sample_dir)
     assert _published(with_sites, "SELECT count(*) FROM quarantine") == [(1,)]
     report = _write_source(with_sites, "mining_output_daily", SAMPLE_DATA_DIR)  # fixed
-    assert report.validation.rows_quarantined == 0 and report.rows_written == 8
+    # only the fixed day is written again: its 4 sites, of which 3 were stored
+    assert report.validation.rows_quarantined == 0 and report.rows_written == 4
+    assert [(c.day, c.rows, c.stored_rows) for c in report.days_changed] == [
+        (date(2024, 4, 2), 4, 3)
+    ]
+    assert report.days_unchanged == (date(2024, 4, 1),)
     assert _published(with_sites, "SELECT count(*) FROM quarantine") == [(0,)]
 
 
