@@ -135,13 +135,11 @@ def run(
             bar.refresh()
             if bar.disable:
                 elapsed = time.monotonic() - began
-                left = (
-                    elapsed / (finished - skipped) * (len(wanted) - finished)
-                    if finished > skipped
-                    else 0
-                )
+                ran = finished - skipped  # days run (not skipped) so far: the pace
+                left = elapsed / ran * (len(wanted) - finished) if ran else None
                 print(f"backfill: {chunk[0]} to {chunk[-1]} done, {finished} of {len(wanted)} "
-                      f"days, {_duration(elapsed)} elapsed, about {_duration(left)} left",
+                      f"days, {_duration(elapsed)} elapsed"
+                      + (f", about {_duration(left)} left" if left is not None else ""),
                       file=sys.stderr, flush=True)  # fmt: skip
         bar.close()
     if skipped:

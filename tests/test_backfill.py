@@ -111,7 +111,11 @@ def test_a_year_backfill_resumes_after_being_killed_and_readers_never_see_half(p
     second = subprocess.run(backfill, env=env, cwd=PROJECT_DIR, capture_output=True, text=True,
                             timeout=1200)  # fmt: skip
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "backfill: 100%" in second.stderr  # the progress bar
+    # the progress, a line per run of days (no terminal here): the skipped first, then the rest
+    assert f"done, 61 of {(LAST - FIRST).days + 1} days, " in second.stderr
+    assert f"to {LAST} done, {(LAST - FIRST).days + 1} of {(LAST - FIRST).days + 1} days, " in (
+        second.stderr
+    )
 
     stop.touch()
     out, err = reader.communicate(timeout=60)
