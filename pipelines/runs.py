@@ -100,7 +100,10 @@ class Progress:
         else:
             whole = metadata.get("window") == "whole table"
             span = "whole table" if whole else f"{days} day{'s' if days > 1 else ''}"
-            what = f"{span:>11} {metadata['rows_written']:>10,} rows"
+            changed = metadata.get("days_changed", days)
+            if not whole and changed != days:  # the others were read and found unchanged
+                span += f", {changed} changed" if changed else ", unchanged"
+            what = f"{span:>20} {metadata['rows_written']:>10,} rows"
             if metadata.get("rows_quarantined"):
                 what += f" ({metadata['rows_quarantined']:,} quarantined)"
         checked = passed + warned + failed
@@ -109,7 +112,7 @@ class Progress:
                                     f"{passed} passed, {warned} warned, {failed} failed")
             if checked else ""
         )  # fmt: skip
-        return f"  {step:<28}{what:<28}{seconds:>6.1f} s  {verdict}".rstrip()
+        return f"  {step:<28}{what:<37}{seconds:>6.1f} s  {verdict}".rstrip()
 
     def __call__(self, record) -> None:
         """The instance's listener: one stored event of the run."""
