@@ -8,11 +8,13 @@ which sees every event of the run as it is stored."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import sys
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 import dagster as dg
@@ -49,8 +51,14 @@ def open_instance() -> dg.DagsterInstance:
     """The instance of DAGSTER_HOME (its dagster.yaml), without capturing the runs' output."""
     from dagster._core.instance.ref import InstanceRef
 
-    ref = InstanceRef.from_dir(os.environ["DAGSTER_HOME"], overrides=NO_CAPTURE)
-    return dg.DagsterInstance.from_ref(ref)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    # a new home's storage is created on first open: two `megawatt` started together on one
+    # would both create its tables ("table ... already exists"), so one creates, one waits
+    with open(home / ".megawatt-open.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ref = InstanceRef.from_dir(str(home), overrides=NO_CAPTURE)
+        return dg.DagsterInstance.from_ref(ref)
 
 
 def location_job_origin(job_name: str):
