@@ -68,7 +68,7 @@ class WarehouseResource(dg.ConfigurableResource):
         """A run holds the warehouse from its start to its end (Warehouse.run_lock): runs
         started together, from `megawatt`, the UI or the schedule, run one after the other.
         A sensor's use (no run) takes nothing."""
-        run = context.dagster_run
+        run = context.run
         if run is None:
             yield self
             return

@@ -43,8 +43,8 @@ from tests.sources.soak_server import (
 FAST = {"retries": 4, "backoff_s": 0.0, "max_backoff_s": 0.0, "min_interval_s": 0.0,
         "timeout_s": 10.0}  # fmt: skip
 SITES = ("ca-baie-comeau", "no-narvik", "se-lulea", "us-tx-rockdale")
+SITES_SET = set(SITES)
 OBSERVE_AT = (timedelta(hours=7), timedelta(hours=19))  # vast.ai observed twice a day
-BUDGET_S = 240
 FLEETS = [f.model_dump() for f in load_infrastructure(ASSETS_DIR).asic_fleet]
 
 
@@ -168,6 +168,7 @@ def test_a_month_of_mornings(soak):
     kept: dict[date, list] = {}
     took: dict[date, float] = {}
     errors: dict[date, list[str]] = {}
+    answered_then: dict[date, set[str]] = {}  # the sites of each morning's answer for its day
     observe_day(FIRST_DAY)
     mornings = int(os.environ.get("MEGAWATT_SOAK_MORNINGS", MORNINGS))  # fewer: a quick look
     last = FIRST_DAY + timedelta(days=mornings - 1)
@@ -189,10 +190,14 @@ def test_a_month_of_mornings(soak):
             ]
         if before is not None:
             kept[truth.now.date()] = (before, project.query(fx))
+        answered_then[day] = {
+            site for (site,) in project.query(
+                "SELECT DISTINCT site_id FROM site_economics_daily WHERE date = ?", [day]
+            )
+        }  # fmt: skip
         observe_day(day + timedelta(days=1))
-    elapsed = time.monotonic() - started
-
-    print({str(d): round(t, 1) for d, t in took.items()})
+    # the time of each morning, for a reader (speed is measured by bench/, not asserted here)
+    print(f"{time.monotonic() - started:.0f} s:", {str(d): round(t, 1) for d, t in took.items()})
     assert not errors, f"mornings whose run failed: {errors}"
     for _, (_, _, tags) in runs.items():
         assert tags.get("megawatt/daily_for")
@@ -257,10 +262,16 @@ def test_a_month_of_mornings(soak):
         )[0]
         assert dupes == 0, table
 
+    # each morning's answer: every site, but on the outage's first day the sites priced in its
+    # zones (left out, so the answer names them): the prices of both days came on the morning of
+    # the second's run, which rebuilt the first day too
+    nordic = {"no-narvik", "se-lulea"}
+    assert {d: SITES_SET - s for d, s in answered_then.items() if s != SITES_SET} == {
+        d: nordic for d in OUTAGE_DAYS[:-1] if d <= last
+    }
     # the morning answer: a row per site for every day of the month
     answered = project.query(
         "SELECT date, count(DISTINCT site_id) FROM site_economics_daily "
         "WHERE scenario = 'base' GROUP BY date ORDER BY date"
     )
     assert answered == [(FIRST_DAY + timedelta(days=i), len(SITES)) for i in range(mornings)]
-    assert elapsed < BUDGET_S, f"the soak took {elapsed:.0f} s"

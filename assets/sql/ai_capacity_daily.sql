@@ -27,7 +27,8 @@ WITH scenario_days AS (
     JOIN gpu_fleet AS fleet USING (site_id, gpu_model)
     JOIN sites USING (site_id)
     JOIN scenario_factors_daily AS factors USING (date)
-    LEFT JOIN site_power_price_daily AS power USING (site_id, date)
+    -- a site-day without a power price (an unpriced hour) has no row until it is priced
+    JOIN site_power_price_daily AS power USING (site_id, date)
     LEFT JOIN gpu_market_prices_daily AS market
         ON market.date = usage.date
         AND market.gpu_model = fleet.gpu_model

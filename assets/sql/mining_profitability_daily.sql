@@ -30,7 +30,8 @@ scenario_days AS (
     JOIN hashprice_daily AS hashprice USING (date)
     JOIN sites USING (site_id)
     JOIN fleet USING (site_id)
-    LEFT JOIN site_power_price_daily AS power USING (site_id, date)
+    -- a site-day without a power price (an unpriced hour) has no row until it is priced
+    JOIN site_power_price_daily AS power USING (site_id, date)
     WHERE output.date >= $start_date AND output.date < $end_date
 )
 

@@ -7,11 +7,12 @@ SELECT
     CAST(ts AS DATE) AS date,
     site_id,
     count(*) AS hours_priced,
-    -- A day with a missing hour gets no price: its energy cost would be wrong, so it fails loudly.
-    CASE WHEN count(power_price_usd_per_mwh) = 24 THEN avg(power_price_usd_per_mwh) END
-        AS avg_power_price_usd_per_mwh,
+    avg(power_price_usd_per_mwh) AS avg_power_price_usd_per_mwh,
     min(power_price_usd_per_mwh) AS min_power_price_usd_per_mwh,
     max(power_price_usd_per_mwh) AS max_power_price_usd_per_mwh
 FROM site_power_price_hourly
 WHERE ts >= CAST($start_date AS TIMESTAMPTZ) AND ts < CAST($end_date AS TIMESTAMPTZ)
 GROUP BY ALL
+-- A day with an hour unpriced has no price (its energy cost would be wrong): no row, so the
+-- answer names the site as lacking the day until the hour is priced and the day rebuilt.
+HAVING count(power_price_usd_per_mwh) = 24

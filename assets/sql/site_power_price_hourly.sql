@@ -52,3 +52,7 @@ SELECT
         ELSE market_price_per_mwh * usd_per_unit + adder_usd_per_mwh
     END AS power_price_usd_per_mwh
 FROM converted
+-- An index-linked site's hour without its zone's price (not published yet, or quarantined) is
+-- not priced: no row, so the site's day is missing downstream and the answer names the site,
+-- until the price arrives and the day is rebuilt.
+WHERE contract_type = 'fixed' OR market_price_per_mwh IS NOT NULL
