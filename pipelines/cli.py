@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pipelines.errors import MegawattError
 from pipelines.runs import INTERRUPTED_EXIT, RunCanceled
-from pipelines.settings import ASSETS_DIR, DAGSTER_HOME, PROJECT_DIR, WAREHOUSE_DIR
+from pipelines.settings import ASSETS_DIR, DAGSTER_HOME, PROFILE_HOME, PROJECT_DIR, WAREHOUSE_DIR
 
 
 def prepare_dagster_home() -> Path:
@@ -38,7 +38,7 @@ def prepare_dagster_home() -> Path:
     DAGSTER_HOME.mkdir(parents=True, exist_ok=True)
     config = DAGSTER_HOME / "dagster.yaml"
     if not config.exists():  # a DAGSTER_HOME of the user's own starts from the project's config
-        shutil.copyfile(PROJECT_DIR / "dagster_home" / "dagster.yaml", config)
+        shutil.copyfile(PROFILE_HOME / "dagster.yaml", config)
     os.environ["DAGSTER_HOME"] = str(DAGSTER_HOME)
     return DAGSTER_HOME
 
@@ -242,15 +242,16 @@ ORDER BY scenario, site_id
 
 
 def open_warehouse():
-    """The warehouse as assets/settings.yaml declares it, in MEGAWATT_WAREHOUSE_DIR."""
+    """The warehouse as assets/settings.yaml's profile declares it, in MEGAWATT_WAREHOUSE_DIR."""
     from pipelines.declarations import load_settings
     from pipelines.lake import S3
     from pipelines.warehouse import warehouse_of
 
-    declared = load_settings(ASSETS_DIR).warehouse
-    s3 = S3(**declared.s3.model_dump()) if declared.s3 else None
-    return warehouse_of(WAREHOUSE_DIR, declared.catalog, declared.data_path,
-                        declared.memory_limit, s3)  # fmt: skip
+    settings = load_settings(ASSETS_DIR)
+    lake = settings.profile.warehouse
+    s3 = S3(**lake.s3.model_dump()) if lake.s3 else None
+    return warehouse_of(WAREHOUSE_DIR, lake.catalog, lake.data_path,
+                        settings.warehouse.memory_limit, s3)  # fmt: skip
 
 
 def print_summary(start: date, end: date) -> None:

@@ -8,8 +8,10 @@ Errors name the file, the entry, the field and the value.
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
+from string import Template
 from typing import Annotated, Literal
 
 import polars as pl
@@ -173,22 +175,45 @@ class S3Settings(Strict):
     """An S3-compatible data path's endpoint and the *names* of the environment variables that
     hold its credentials (never the credentials)."""
 
-    endpoint: str | None = None  # host:port of an S3-compatible server; None: AWS
+    # host:port of an S3-compatible server (None: AWS); an http:// or https:// URL sets use_ssl
+    endpoint: str | None = None
     region: str = "us-east-1"
     url_style: Literal["path", "vhost"] = "path"
     use_ssl: bool = True
     key_id_variable: str = "AWS_ACCESS_KEY_ID"
     secret_variable: str = "AWS_SECRET_ACCESS_KEY"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _scheme(cls, data):
+        endpoint = data.get("endpoint") if isinstance(data, dict) else None
+        if isinstance(endpoint, str) and endpoint.startswith(("http://", "https://")):
+            scheme, _, address = endpoint.partition("://")
+            return {**data, "endpoint": address.rstrip("/"), "use_ssl": scheme == "https"}
+        return data
+
+
+class LakeSettings(Strict):
+    # the DuckLake catalog (sqlite:<file>, postgres:<libpq string>) and data path (a folder or
+    # s3://bucket/prefix/); relative files and folders lie in the warehouse folder
+    catalog: str = Field(pattern=r"^(sqlite|postgres):.+")
+    data_path: str
+    s3: S3Settings | None = None  # for an s3:// data path
+
+
+class Profile(Strict):
+    """Where the pipeline runs: its warehouse, and how a run's steps execute (one after the other
+    in the run's process, or each in a process of its own, `max_concurrent` at once: Dagster's
+    multiprocess executor). Dagster's instance is DAGSTER_HOME's dagster.yaml."""
+
+    warehouse: LakeSettings
+    executor: Literal["in_process", "multiprocess"] = "in_process"
+    max_concurrent: int = Field(default=1, ge=1, strict=True)
+
 
 class WarehouseSettings(Strict):
     # DuckDB's memory limit for the writer, e.g. "1GB"; past it, DuckDB spills to disk
     memory_limit: str = Field(pattern=r"(?i)^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
-    # the DuckLake catalog (sqlite:<file>, postgres:<libpq string>) and data path (a folder or
-    # s3://bucket/prefix/); relative files and folders lie in the warehouse folder
-    catalog: str = Field(default="sqlite:catalog.sqlite", pattern=r"^(sqlite|postgres):.+")
-    data_path: str = "data/"
-    s3: S3Settings | None = None  # for an s3:// data path
     # upkeep keeps the snapshots of this many days (time travel, `megawatt sql --as-of`)
     snapshot_retention_days: int = Field(default=30, ge=1)
     upkeep_cron: str = "0 3 * * 0"  # weekly, Sunday 03:00 UTC
@@ -202,6 +227,12 @@ class Settings(Strict):
     schedule: Schedule
     warehouse: WarehouseSettings
     economics: Economics
+    profiles: dict[str, Profile]
+    profile_name: str = "local"  # not in the file: MEGAWATT_PROFILE's, set by load_settings
+
+    @property
+    def profile(self) -> Profile:
+        return self.profiles[self.profile_name]
 
 
 def _read_yaml(path: Path, top_key: str):
@@ -408,7 +439,41 @@ def check_references(assets_dir: Path, sources: dict[str, Source]) -> None:
         )
 
 
-def load_settings(assets_dir: Path) -> Settings:
+def load_settings(assets_dir: Path, profile: str | None = None) -> Settings:
+    """settings.yaml, in the profile `profile` (default: MEGAWATT_PROFILE's, else local), whose
+    values written ${NAME} are read from the environment (the unused profiles' are not)."""
+    from pipelines.settings import PROFILE
+
     path = assets_dir / "settings.yaml"
     doc = yaml.safe_load(path.read_text())
+    name = profile or PROFILE
+    profiles = doc.get("profiles") if isinstance(doc, dict) else None
+    if isinstance(profiles, dict):
+        if name not in profiles:
+            raise DeclarationError(
+                f"{path}: no profile {name!r} (MEGAWATT_PROFILE); the profiles: "
+                f"{', '.join(profiles)}"
+            )
+        profiles[name] = _from_environment(profiles[name], f"{path}: profile {name!r}")
+        doc["profile_name"] = name
     return _parse(Settings, doc, str(path))
+
+
+def _from_environment(value, where: str, key: str = ""):
+    """`value` with each ${NAME} in its strings replaced by the environment variable NAME."""
+    if isinstance(value, dict):
+        return {
+            k: _from_environment(v, where, f"{key}.{k}" if key else k) for k, v in value.items()
+        }
+    if not isinstance(value, str):
+        return value
+    try:
+        return Template(value).substitute(os.environ)
+    except KeyError as e:
+        raise DeclarationError(
+            f"{where}: field {key!r}: the environment variable {e.args[0]} is not set"
+        ) from None
+    except ValueError:
+        raise DeclarationError(
+            f"{where}: field {key!r}: {value!r} is not text with ${{NAME}} variables"
+        ) from None

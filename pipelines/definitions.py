@@ -20,7 +20,7 @@ from pipelines.assets import (
     view_asset,
 )
 from pipelines.contracts import load_contracts
-from pipelines.declarations import load_infrastructure, load_settings, load_sources
+from pipelines.declarations import Profile, load_infrastructure, load_settings, load_sources
 from pipelines.errors import DeclarationError
 from pipelines.rule_plan import bind_rules
 from pipelines.sensors import drop_sensor
@@ -189,6 +189,7 @@ def build_definitions(
     # the longest restatement window of the sources the daily job reads
     restating = max((s.restatement_days for s in sources.values() if not s.observe_cron), default=0)
     parameters = flatten(settings.economics.model_dump())
+    lake = settings.profile.warehouse
     eager = settings.automation.derived_tables == "eager"
     assets = [
         quarantine_asset(contracts[QUARANTINE_TABLE]),
@@ -244,9 +245,9 @@ def build_definitions(
             "warehouse": WarehouseResource(
                 directory=str(warehouse_dir),
                 memory_limit=settings.warehouse.memory_limit,
-                catalog=settings.warehouse.catalog,
-                data_path=settings.warehouse.data_path,
-                s3=settings.warehouse.s3.model_dump() if settings.warehouse.s3 else None,
+                catalog=lake.catalog,
+                data_path=lake.data_path,
+                s3=lake.s3.model_dump() if lake.s3 else None,
             ),
             "alerts": AlertResource(
                 log_path=str(ALERT_LOG),
@@ -254,8 +255,32 @@ def build_definitions(
                 webhook_url=dg.EnvVar(WEBHOOK_VARIABLE) if WEBHOOK_VARIABLE in os.environ else None,
             ),
         },
-        executor=dg.in_process_executor,  # one process: the warehouse has one writer anyway
+        executor=executor(settings.profile),
     )
 
 
+PRELOADED = ["dagster", "great_expectations", "pipelines.assets"]
+
+
+def executor(profile: Profile) -> dg.ExecutorDefinition:
+    """In process for an embedded lake (it has one writer anyway); else a process per step,
+    `max_concurrent` at once: the writers of a PostgreSQL catalog commit in parallel."""
+    if profile.executor == "in_process":
+        return dg.in_process_executor
+    return dg.multiprocess_executor.configured({
+        "max_concurrent": profile.max_concurrent,
+        # a step's process forks from a server that imported the libraries once: a spawned
+        # one spends ~6 s importing Dagster and Great Expectations first. Not this module: it
+        # builds the definitions, and a process forked after DuckDB or Polars started their
+        # threads may hang
+        "start_method": {"forkserver": {"preload_modules": PRELOADED}},
+    })  # fmt: skip
+
+
 defs = build_definitions()
+
+
+def daily_job() -> dg.JobDefinition:
+    """The daily job, for `dg.reconstructable`: each step process of an out-of-process run
+    imports this module and builds it again."""
+    return defs.resolve_job_def(DAILY_JOB)

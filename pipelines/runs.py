@@ -12,6 +12,7 @@ import fcntl
 import os
 import socket
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,20 @@ from pipelines.settings import PROJECT_DIR
 
 # tags of the runs `megawatt` starts, to tell an interrupted one from one still going
 HOST_TAG, PID_TAG = "megawatt/host", "megawatt/pid"
+INVOCATION_TAG = "megawatt/invocation"  # finds a run that execute_job made, to follow it
+FOLLOW_INTERVAL_S = 0.25  # how often an out-of-process run's new events are read
 INTERRUPTED_EXIT = 130  # what a shell reports for a process ended by SIGINT (128 + 2)
-NO_CAPTURE = {  # the run's output is the terminal; the capture's helper processes (`tail` and
-    # dagster's watch_orphans) would each print a KeyboardInterrupt traceback on Ctrl-C
+TERMINAL_OUTPUT = {  # the run's output is the terminal, printed by Progress:
+    # no capture (its helper processes, `tail` and dagster's watch_orphans, would each print a
+    # KeyboardInterrupt traceback on Ctrl-C)
     "compute_logs": {
         "module": "dagster._core.storage.noop_compute_log_manager",
         "class": "NoOpComputeLogManager",
-    }
+    },
+    # and no DEBUG line on the console from a step's process as it starts (its log manager is
+    # Dagster's default, before the run's config applies); the history keeps every event and
+    # the pipeline's INFO messages
+    "python_logs": {"python_log_level": "INFO"},
 }
 
 
@@ -57,7 +65,7 @@ def open_instance() -> dg.DagsterInstance:
     # would both create its tables ("table ... already exists"), so one creates, one waits
     with open(home / ".megawatt-open.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        ref = InstanceRef.from_dir(str(home), overrides=NO_CAPTURE)
+        ref = InstanceRef.from_dir(str(home), overrides=TERMINAL_OUTPUT)
         return dg.DagsterInstance.from_ref(ref)
 
 
@@ -182,13 +190,48 @@ def check_line(check) -> str:
 
 
 def execute(job, instance, tags: dict, assets: list | None, progress: Progress, publish) -> bool:
-    """One in-process run of `job` (`assets` of it; None: all) with `tags`, recorded as the code
+    """One run of `job` (`assets` of it; None: all) with `tags`, recorded as the code
     location's, printed by `progress`; `publish(run_id)` after it ends, whatever its end (False:
-    refused, and said why). Whether both went well; raises RunCanceled on Ctrl-C."""
+    refused, and said why). In this process, or, when the job's executor runs a process per step
+    (a profile's `multiprocess`), through Dagster's `execute_job`. Whether both went well; raises
+    RunCanceled on Ctrl-C."""
     from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
-    run_id = str(uuid.uuid4())  # known before the run, for its listener
     origin = location_job_origin(job.name)
+    tags = {**tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            # the tag the job's Runs tab filters by; the origin (set at its start) is its body's
+            REPOSITORY_LABEL_TAG: origin.repository_origin.get_label()}  # fmt: skip
+    # the listener prints; the full logs are in the history
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    run_id = None
+    try:
+        if job.executor_def.name == "in_process":
+            run_id = str(uuid.uuid4())  # known before the run, for its listener
+            result = _in_process(job, instance, run_id, tags, run_config, assets, progress, origin)
+        else:
+            result = _out_of_process(job, instance, tags, run_config, assets, progress, origin)
+            run_id = result.run_id
+    except KeyboardInterrupt as interrupted:  # between Dagster's own handling of it
+        progress.interrupted = True
+        run_id = run_id or getattr(interrupted, "run_id", None)
+        result = None
+    run = instance.get_run_by_id(run_id) if run_id else None
+    if progress.interrupted or (run is not None and run.status == dg.DagsterRunStatus.CANCELED):
+        if run is not None and not run.is_finished:
+            instance.report_run_canceled(run, "Ctrl-C")
+        publish(run_id if run is not None else None)
+        raise RunCanceled(run_id if run is not None else None)
+    if not result.success:  # the alert sensor does not see runs started here: tell it here
+        failures = [
+            record.dagster_event
+            for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        ]
+        send_alert(alert_line(run, failures))
+    return publish(run_id) and result.success
+
+
+def _in_process(job, instance, run_id, tags, run_config, assets, progress, origin):
+    """The run in this process: the instance's listener sees each event as it is stored."""
 
     def listen(record) -> None:
         event = record.dagster_event
@@ -201,34 +244,66 @@ def execute(job, instance, tags: dict, assets: list | None, progress: Progress, 
             instance.report_run_canceling(instance.get_run_by_id(run_id), "Ctrl-C")
 
     instance.add_event_listener(run_id, listen)
-    tags = {**tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
-            # the tag the job's Runs tab filters by; the origin (set at its start) is its body's
-            REPOSITORY_LABEL_TAG: origin.repository_origin.get_label()}  # fmt: skip
     try:
-        result = job.execute_in_process(
-            instance=instance,
-            run_id=run_id,
-            tags=tags,
-            # the listener prints; the full logs are in the history
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            asset_selection=assets,
-            raise_on_error=False,
+        return job.execute_in_process(
+            instance=instance, run_id=run_id, tags=tags, run_config=run_config,
+            asset_selection=assets, raise_on_error=False,
         )  # fmt: skip
-    except KeyboardInterrupt:  # between Dagster's own handling of it
-        progress.interrupted = True
-        result = None
     finally:
         instance.end_watch_event_logs(run_id, listen)
-    run = instance.get_run_by_id(run_id)
-    if progress.interrupted or (run is not None and run.status == dg.DagsterRunStatus.CANCELED):
-        if run is not None and not run.is_finished:
-            instance.report_run_canceled(run, "Ctrl-C")
-        publish(run_id if run is not None else None)
-        raise RunCanceled(run_id if run is not None else None)
-    if not result.success:  # the alert sensor does not see in-process runs: tell it here
-        failures = [event for event in result.all_events if event.is_step_failure]
-        send_alert(alert_line(result.dagster_run, failures))
-    return publish(run_id) and result.success
+
+
+def _out_of_process(job, instance, tags, run_config, assets, progress, origin):
+    """The run through Dagster's `execute_job`: its steps store their events from their own
+    processes, so a thread reads the run's events from the instance as they are stored."""
+    from pipelines.definitions import daily_job
+
+    if job.name != daily_job().name:
+        raise MegawattError(f"only the daily job runs out of process here, not {job.name!r}")
+    ours = str(uuid.uuid4())  # execute_job makes the run id: the run is found by this tag
+    stop = threading.Event()
+    found: list[str] = []
+    follower = threading.Thread(
+        target=_follow, args=(instance, ours, origin, progress, stop, found), daemon=True
+    )
+    follower.start()
+    try:
+        return dg.execute_job(
+            dg.reconstructable(daily_job), instance, run_config=run_config,
+            tags={**tags, INVOCATION_TAG: ours}, asset_selection=assets,
+        )  # fmt: skip
+    except KeyboardInterrupt as e:
+        e.run_id = found[0] if found else None
+        raise
+    finally:
+        stop.set()
+        follower.join()
+
+
+def _follow(instance, ours: str, origin, progress: Progress, stop, found: list) -> None:
+    """Feed `progress` the events of the run tagged `ours` until `stop` is set, then the rest;
+    at its start, give it the code location's origin, as the in-process listener does."""
+    run_id, cursor = None, None
+    while True:
+        last = stop.wait(FOLLOW_INTERVAL_S)
+        if run_id is None:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: ours}), limit=1)
+            if not runs:
+                if last:
+                    return
+                continue
+            run_id = runs[0].run_id
+            found.append(run_id)
+            instance.run_storage.replace_job_origin(runs[0], origin)
+        while True:
+            batch = instance.get_records_for_run(run_id, cursor=cursor, limit=500)
+            for record in batch.records:
+                progress(record.event_log_entry)
+            cursor = batch.cursor
+            if not batch.has_more:
+                break
+        if last:
+            return
 
 
 def send_alert(line: str) -> None:

@@ -3,7 +3,9 @@
 - ``MEGAWATT_WAREHOUSE_DIR``: folder of the DuckDB warehouse (default ``./warehouse``).
 - ``MEGAWATT_ASSETS_DIR``: the declarations (default ``./assets``).
 - ``MEGAWATT_CONTRACTS_DIR``: the data contracts (default ``./data_contracts``).
-- ``DAGSTER_HOME``: Dagster's instance, run history and schedule state (default ``./dagster_home``).
+- ``MEGAWATT_PROFILE``: where it runs, a profile of ``assets/settings.yaml`` (default ``local``).
+- ``DAGSTER_HOME``: Dagster's instance, run history and schedule state (default ``./dagster_home``
+  in the local profile, ``./deploy/<profile>`` in another).
 """
 
 from __future__ import annotations
@@ -22,4 +24,7 @@ def _path(variable: str, default: Path) -> Path:
 ASSETS_DIR = _path("MEGAWATT_ASSETS_DIR", PROJECT_DIR / "assets")
 CONTRACTS_DIR = _path("MEGAWATT_CONTRACTS_DIR", PROJECT_DIR / "data_contracts")
 WAREHOUSE_DIR = _path("MEGAWATT_WAREHOUSE_DIR", PROJECT_DIR / "warehouse")
-DAGSTER_HOME = _path("DAGSTER_HOME", PROJECT_DIR / "dagster_home")
+PROFILE = os.environ.get("MEGAWATT_PROFILE") or "local"
+# the folder whose dagster.yaml a new DAGSTER_HOME starts from
+PROFILE_HOME = PROJECT_DIR / ("dagster_home" if PROFILE == "local" else f"deploy/{PROFILE}")
+DAGSTER_HOME = _path("DAGSTER_HOME", PROFILE_HOME)

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from pipelines.declarations import load_infrastructure
+from pipelines.declarations import load_infrastructure, load_settings
 from pipelines.errors import DeclarationError
 
 
@@ -108,3 +108,48 @@ def test_norway_problem_is_caught(project):
     path.write_text(path.read_text().replace('country: "NO"', "country: NO"))
     with pytest.raises(DeclarationError, match=r"entry 2 \(site_id 'no-narvik'\): field 'country'"):
         load_infrastructure(project.assets_dir)
+
+
+CLUSTER_VARIABLES = {"MEGAWATT_LAKE_DB": "megawatt_lake", "MEGAWATT_S3_BUCKET": "lake-bucket",
+                     "MEGAWATT_S3_ENDPOINT": "http://127.0.0.1:9000"}  # fmt: skip
+
+
+def test_a_profile_is_chosen_by_the_environment_with_its_variables(project, monkeypatch):
+    """MEGAWATT_PROFILE=cluster: the same declarations on a PostgreSQL catalog and S3, each step
+    in a process of its own; ${NAME} values read from the environment."""
+    from pipelines import settings as where
+
+    for name, value in CLUSTER_VARIABLES.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(where, "PROFILE", "cluster")
+    profile = load_settings(project.assets_dir).profile
+    assert profile.warehouse.catalog == "postgres:dbname=megawatt_lake"
+    assert profile.warehouse.data_path == "s3://lake-bucket/lake/"
+    # an http:// endpoint is a host:port without TLS
+    assert (profile.warehouse.s3.endpoint, profile.warehouse.s3.use_ssl) == (
+        "127.0.0.1:9000",
+        False,
+    )
+    job = project.definitions().resolve_job_def("daily")
+    assert job.executor_def.name == "multiprocess"
+    assert profile.max_concurrent == 2
+    monkeypatch.setattr(where, "PROFILE", "local")
+    assert project.definitions().resolve_job_def("daily").executor_def.name == "in_process"
+
+
+def test_a_profile_missing_a_variable_or_unknown_is_refused_naming_it(project, monkeypatch):
+    path = project.assets_dir / "settings.yaml"
+    for name in CLUSTER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(DeclarationError) as error:
+        load_settings(project.assets_dir, "cluster")
+    assert str(error.value) == (
+        f"{path}: profile 'cluster': field 'warehouse.catalog': the environment variable "
+        "MEGAWATT_LAKE_DB is not set"
+    )
+    with pytest.raises(DeclarationError) as error:
+        load_settings(project.assets_dir, "clutser")
+    assert (
+        str(error.value)
+        == f"{path}: no profile 'clutser' (MEGAWATT_PROFILE); the profiles: local, cluster"
+    )

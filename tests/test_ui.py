@@ -7,26 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from pipelines.settings import PROJECT_DIR
+from tests.webserver import JOB_RUNS, MEGAWATT_RUNS, graphql
+from tests.webserver import webserver as start_webserver
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,36 +25,14 @@ def ui_env(tmp_path_factory) -> dict[str, str]:
     """The environment of the webserver and of the runs it shows: its own instance and lake."""
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copyfile(PROJECT_DIR / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    return {**os.environ, "DAGSTER_HOME": str(home),
+    return {**os.environ, "DAGSTER_HOME": str(home), "MEGAWATT_PROFILE": "local",
             "MEGAWATT_WAREHOUSE_DIR": str(tmp_path_factory.mktemp("warehouse"))}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def webserver(ui_env):
-    """dagster-webserver on the project's workspace, in its own process group."""
-    port = _free_port()
-    env = ui_env
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_DIR, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("dagster-webserver did not start") from None
-                time.sleep(0.5)
+    with start_webserver(ui_env) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +73,7 @@ def test_asset_page_shows_column_schema_and_checks(webserver, page):
 
 def test_no_newsletter_modal_on_first_visit(webserver, page):
     """dagster.yaml turns `nux` off: a new instance's first visit opens no modal over the UI."""
-    import json
-
-    request = urllib.request.Request(
-        f"{webserver}/graphql",
-        data=json.dumps({"query": "{ shouldShowNux }"}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert json.load(response) == {"data": {"shouldShowNux": False}}
+    assert graphql(webserver, "{ shouldShowNux }") == {"shouldShowNux": False}
     page.goto(f"{webserver}/asset-groups")
     page.get_by_text("economics", exact=True).first.wait_for()
     page.wait_for_timeout(2000)  # the modal would open once the app has asked the server
@@ -217,34 +178,11 @@ def test_metadata_plots_chart_the_numbers_of_each_materialisation(materialized, 
     page.screenshot(path=str(PROJECT_DIR / ".pytest_cache" / "ui_plots.png"))
 
 
-def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    import json
-
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]
-
-
-JOB_RUNS = """
-query JobRuns($filter: RunsFilter!) {
-  runsOrError(filter: $filter) {
-    ... on Runs { results { runId status repositoryOrigin { repositoryLocationName } } }
-  }
-}"""
-
-
 def test_megawatt_runs_are_in_the_jobs_runs_tab_and_the_timeline(materialized, page):
     """A run `megawatt` started in its own process is the code location's, as a UI-launched run
     is: the job's Runs tab lists a job's runs by the repository tag (the query below is the
     tab's filter), the timeline places them by their origin's location."""
-    runs = _graphql(materialized, JOB_RUNS, {"filter": {
-        "pipelineName": "daily",
-        "tags": [{"key": ".dagster/repository", "value": "__repository__@megawatt"}],
-    }})["runsOrError"]["results"]  # fmt: skip
+    runs = graphql(materialized, JOB_RUNS, {"filter": MEGAWATT_RUNS})["runsOrError"]["results"]
     # the days it read back to (FX before 2024-04-02), then the range: newest first
     assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"]
     assert {r["repositoryOrigin"]["repositoryLocationName"] for r in runs} == {"megawatt"}

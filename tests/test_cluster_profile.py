@@ -1,0 +1,161 @@
+"""The cluster profile end to end: `megawatt run` of the whole sample with MEGAWATT_PROFILE=cluster,
+against real services started by the tests (tests/services.py): PostgreSQL holds the lake's
+catalog and Dagster's instance (dagster-postgres, deploy/cluster/dagster.yaml), moto's S3 server
+the lake's data; each step runs in a process of its own, two at once. Its warehouse must equal the
+local profile's, table by table. Nothing in the code changes between the two: only the
+environment."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+
+from pipelines.declarations import load_settings
+from pipelines.lake import S3
+from pipelines.settings import ASSETS_DIR, PROJECT_DIR
+from pipelines.warehouse import warehouse_of
+from tests.services import S3_KEY_ID, S3_SECRET, Postgres, S3Server, postgres, s3_server
+from tests.webserver import JOB_RUNS, MEGAWATT_RUNS, graphql, webserver
+
+__all__ = ["postgres", "s3_server"]  # the session's services, as fixtures of this module
+
+
+def _megawatt(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=1200, cwd=PROJECT_DIR,
+    )  # fmt: skip
+
+
+def cluster_environment(postgres: Postgres, s3_server: S3Server, root) -> dict[str, str]:
+    """What deploy/cluster.env lists, pointed at the tests' servers: a new database for the
+    lake's catalog and one for Dagster's instance."""
+    lake_db, dagster_db = postgres.create_database("lake"), postgres.create_database("dagster")
+    return {
+        "MEGAWATT_PROFILE": "cluster",
+        "MEGAWATT_LAKE_DB": lake_db,
+        "PGHOST": "127.0.0.1", "PGPORT": str(postgres.port), "PGUSER": "postgres",
+        "MEGAWATT_S3_BUCKET": s3_server.bucket,
+        "MEGAWATT_S3_ENDPOINT": f"http://{s3_server.endpoint}",
+        "MEGAWATT_S3_KEY_ID": S3_KEY_ID, "MEGAWATT_S3_SECRET": S3_SECRET,
+        "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(postgres.port),
+        "DAGSTER_PG_USER": "postgres", "DAGSTER_PG_PASSWORD": "unused-under-trust",
+        "DAGSTER_PG_DB": dagster_db,
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "MEGAWATT_WAREHOUSE_DIR": str(root / "warehouse"),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sample_in_both(postgres: Postgres, s3_server: S3Server, tmp_path_factory):
+    """The whole sample run by `megawatt run` in each profile: {profile: (environment, process)}."""
+    root = tmp_path_factory.mktemp("profiles")
+    cluster = cluster_environment(postgres, s3_server, root / "cluster")
+    local = {
+        "MEGAWATT_PROFILE": "local",
+        "DAGSTER_HOME": str(root / "local" / "dagster_home"),
+        "MEGAWATT_WAREHOUSE_DIR": str(root / "local" / "warehouse"),
+    }
+    return {name: (env, _megawatt("run", env=env)) for name, env in
+            (("cluster", cluster), ("local", local))}  # fmt: skip
+
+
+def _tables(profile: str, env: dict) -> dict[str, list[tuple]]:
+    """Every table and view the profile's warehouse published, its rows in order."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        settings = load_settings(ASSETS_DIR, profile)
+        lake = settings.profile.warehouse
+        warehouse = warehouse_of(
+            env["MEGAWATT_WAREHOUSE_DIR"], lake.catalog, lake.data_path,
+            settings.warehouse.memory_limit, S3(**lake.s3.model_dump()) if lake.s3 else None,
+        )  # fmt: skip
+        with warehouse.reader() as con:
+            names = [n for (n,) in con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_catalog = current_database() AND table_schema = 'main' ORDER BY 1"
+            ).fetchall()]  # fmt: skip
+            return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY ALL').fetchall() for n in names}
+
+
+def _close(a, b) -> bool:
+    """Equal, floats to 1e-9 relative: the sums of a parallel aggregation may differ in the last
+    bits from one run to the next, whatever the profile."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+def test_the_sample_in_the_cluster_profile_equals_the_local_profile(sample_in_both):
+    for name, (_, run) in sample_in_both.items():
+        assert run.returncode == 0, f"{name}: {run.stderr[-3000:]}"
+    cluster = _tables("cluster", sample_in_both["cluster"][0])
+    local = _tables("local", sample_in_both["local"][0])
+    assert sorted(cluster) == sorted(local)
+    assert "site_economics_daily" in cluster and "miner_telemetry_daily" in cluster
+    for table, rows in local.items():
+        assert len(cluster[table]) == len(rows), table
+        for got, want in zip(cluster[table], rows, strict=True):
+            assert all(map(_close, got, want)), (table, got, want)
+    # the answer is printed the same (but for where each profile's attach script lies)
+    answers = {
+        name: run.stdout.replace(env["MEGAWATT_WAREHOUSE_DIR"], "<warehouse>")
+        for name, (env, run) in sample_in_both.items()
+    }
+    assert answers["cluster"] == answers["local"]
+
+
+def test_the_cluster_run_is_in_postgres_with_its_steps_in_processes_two_at_once(
+    sample_in_both, postgres: Postgres
+):
+    env, run = sample_in_both["cluster"]
+    database = env["DAGSTER_PG_DB"]
+    runs = postgres.psql("SELECT status, count(*) FROM runs GROUP BY 1", database).split()
+    assert runs and all(r.startswith("SUCCESS|") for r in runs), runs
+    # no SQLite instance was made: the history is the server's
+    assert not (PROJECT_DIR / env["DAGSTER_HOME"] / "history").exists()
+    rows = postgres.psql(
+        "SELECT step_key, dagster_event_type, timestamp FROM event_logs WHERE dagster_event_type "
+        "IN ('STEP_WORKER_STARTED', 'STEP_START', 'STEP_SUCCESS') ORDER BY id",
+        database,
+    ).split("\n")
+    events = [r.split("|") for r in rows if r]
+    workers = {step for step, kind, _ in events if kind == "STEP_WORKER_STARTED"}
+    started = {step for step, kind, _ in events if kind == "STEP_START"}
+    assert started and workers == started  # every step in a process of its own
+    spans = {}
+    for step, kind, at in events:
+        if kind != "STEP_WORKER_STARTED":
+            spans.setdefault(step, []).append(datetime.fromisoformat(at))
+    # writers of different tables at once: some step starts before another has ended
+    overlapping = {
+        (a, b)
+        for a, (a_start, a_end) in spans.items()
+        for b, (b_start, _) in spans.items()
+        if a != b and a_start <= b_start < a_end
+    }
+    assert overlapping, spans
+    assert max(sum(s <= t < e for s, e in spans.values())
+               for t, _ in spans.values()) == 2  # fmt: skip  # the profile's max_concurrent
+    # it printed a line per table as its step ended, read from the server's event log
+    assert "  site_economics_daily" in run.stderr and "checks passed" in run.stderr
+    assert "DEBUG" not in run.stderr  # no line of Dagster's own console logger
+
+
+def test_the_ui_shows_the_cluster_runs_from_postgres(sample_in_both, postgres: Postgres):
+    """The webserver on the cluster profile's instance (dagster-postgres) lists the run
+    `megawatt run` made as the code location's, in the job's Runs tab, as a UI-launched one."""
+    env, _ = sample_in_both["cluster"]
+    stored = set(postgres.psql("SELECT run_id FROM runs", env["DAGSTER_PG_DB"]).split())
+    with webserver({**os.environ, **env}) as url:
+        runs = graphql(url, JOB_RUNS, {"filter": MEGAWATT_RUNS})["runsOrError"]["results"]
+    assert {r["runId"] for r in runs} == stored
+    assert {(r["status"], r["repositoryOrigin"]["repositoryLocationName"]) for r in runs} == {
+        ("SUCCESS", "megawatt")
+    }
