@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,13 @@ def postgres() -> Iterator[Postgres]:
             f"PostgreSQL 15's binaries are not in {PG_BIN} "
             "(apt-get install -y postgresql-15; or set MEGAWATT_PG_BIN)"
         )
+    with running_postgres() as service:
+        yield service
+
+
+@contextmanager
+def running_postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server of its own, on 127.0.0.1 and a free port, for as long as the block."""
     started = time.monotonic()
     prefix = _as_postgres_user()
     # not under pytest's tmp_path: its folders are the test user's alone (mode 700), and the
@@ -181,11 +189,16 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    with running_s3(tmp_path_factory.mktemp("moto") / "moto.log") as service:
+        yield service
+
+
+@contextmanager
+def running_s3(log: Path) -> Iterator[S3Server]:
     """moto's server in a process of its own (the writers' and readers' requests never wait on
     the tests' own interpreter), on 127.0.0.1 and a free port, with a bucket."""
     started = time.monotonic()
     port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -1,0 +1,140 @@
+"""Benchmark: one day of fleet telemetry in the cluster profile, with 1 and with 2 workers.
+
+    uv run python bench/scale.py [--machines 1000000]
+
+Generates one UTC day of telemetry for --machines ASICs (144 rows each: 144 M rows for a
+million; pipelines/telemetry.py, once into bench/data/scale-<machines>/, reused), starts
+PostgreSQL 15 and moto's S3 server on 127.0.0.1 (tests/services.py), and materialises
+miner_telemetry_daily of that day with `megawatt run` (its reference tables with it) in the
+cluster profile with `max_concurrent` 1 and 2, then in the local profile, each in a new lake and
+instance. Prints seconds, rows per second, the peak RSS of the largest process (a step's worker,
+or the run's own) against DuckDB's memory limit, and the speed-up of 2 workers over 1.
+Target: 2 workers at least 1.7x faster than 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from tests.services import (  # noqa: E402  (the project's root on the path first)
+    S3_KEY_ID,
+    S3_SECRET,
+    running_postgres,
+    running_s3,
+)
+
+DAY = date(2024, 4, 1)
+TABLES = ["sites", "asic_fleet", "miner_telemetry_daily"]
+
+
+def generate(data: Path, machines: int) -> None:
+    """The day's files, made once per machine count."""
+    from pipelines.declarations import load_infrastructure
+    from pipelines.telemetry import write_files
+
+    stamp = data / ".generated"
+    if stamp.exists():
+        return
+    shutil.rmtree(data, ignore_errors=True)
+    started = time.perf_counter()
+    fleets = [f.model_dump() for f in load_infrastructure(PROJECT / "assets").asic_fleet]
+    files = write_files(fleets, machines, DAY, 1, data)
+    stamp.touch()
+    size = sum(f.stat().st_size for f in files) / 1e6
+    print(f"generated {len(files)} files, {size:,.0f} MB, in {time.perf_counter() - started:.0f} s")
+
+
+def declarations(work: Path, data: Path, max_concurrent: int) -> Path:
+    """A copy of assets/ whose telemetry source reads `data`, with the cluster profile's
+    `max_concurrent` set: the project's own declarations, nothing else changed."""
+    assets = work / "assets"
+    shutil.copytree(PROJECT / "assets", assets)
+    sources = yaml.safe_load((assets / "sources.yaml").read_text())
+    telemetry = sources["sources"]["miner_telemetry"]
+    telemetry["connectors"] = {"telemetry_drop": {"folder": str(data)}}
+    telemetry["days_per_write"] = 1
+    (assets / "sources.yaml").write_text(yaml.safe_dump(sources, sort_keys=False))
+    settings = yaml.safe_load((assets / "settings.yaml").read_text())
+    settings["profiles"]["cluster"]["max_concurrent"] = max_concurrent
+    (assets / "settings.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    return assets
+
+
+def materialise(env: dict) -> tuple[float, float]:
+    """`megawatt run` of the day's telemetry in its own process: (seconds, peak GB of the
+    largest process under it)."""
+    script = (
+        "import resource, subprocess, sys, time\n"
+        "started = time.perf_counter()\n"
+        f"subprocess.run([sys.executable, '-m', 'pipelines.cli', 'run', '--start', '{DAY}', "
+        f"'--end', '{DAY}', '--select', *{TABLES!r}], check=True, stdout=subprocess.DEVNULL)\n"
+        "seconds = time.perf_counter() - started\n"
+        "print(seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6)\n"
+    )  # a process of its own, so that RUSAGE_CHILDREN is this run's alone
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=PROJECT,
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode:
+        sys.exit(f"the run failed:\n{done.stderr[-4000:]}")
+    seconds, peak = done.stdout.split()
+    return float(seconds), float(peak)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--machines", type=int, default=1_000_000)
+    args = parser.parse_args()
+    data = PROJECT / "bench" / "data" / f"scale-{args.machines}"
+    generate(data, args.machines)
+    rows = args.machines * 144
+    limit = yaml.safe_load((PROJECT / "assets" / "settings.yaml").read_text())
+    memory_limit = limit["warehouse"]["memory_limit"]
+    print(f"{args.machines:,} machines, {rows:,} rows in one day; DuckDB memory limit "
+          f"{memory_limit} per process; {os.cpu_count()} cores")  # fmt: skip
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as root:
+        root = Path(root)
+        with running_postgres() as postgres, running_s3(root / "moto.log") as s3:
+            for name, profile, workers in (("cluster, 1 worker", "cluster", 1),
+                                           ("cluster, 2 workers", "cluster", 2),
+                                           ("local", "local", 1)):  # fmt: skip
+                work = root / f"{profile}-{workers}"
+                env = os.environ | {
+                    "MEGAWATT_PROFILE": profile,
+                    "MEGAWATT_ASSETS_DIR": str(declarations(work, data, workers)),
+                    "MEGAWATT_WAREHOUSE_DIR": str(work / "warehouse"),
+                    "DAGSTER_HOME": str(work / "dagster_home"),
+                }
+                if profile == "cluster":
+                    env |= {
+                        "MEGAWATT_LAKE_DB": postgres.create_database("lake"),
+                        "PGHOST": "127.0.0.1", "PGPORT": str(postgres.port),
+                        "PGUSER": "postgres", "MEGAWATT_S3_BUCKET": s3.bucket,
+                        "MEGAWATT_S3_ENDPOINT": f"http://{s3.endpoint}",
+                        "MEGAWATT_S3_KEY_ID": S3_KEY_ID, "MEGAWATT_S3_SECRET": S3_SECRET,
+                        "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(postgres.port),
+                        "DAGSTER_PG_USER": "postgres", "DAGSTER_PG_PASSWORD": "unused",
+                        "DAGSTER_PG_DB": postgres.create_database("dagster"),
+                    }  # fmt: skip
+                seconds, peak = materialise(env)
+                results[name] = seconds
+                print(f"{name:<20} {seconds:7.1f} s  {rows / seconds / 1e6:6.2f} M rows/s  "
+                      f"peak {peak:.2f} GB (largest process)", flush=True)  # fmt: skip
+    speedup = results["cluster, 1 worker"] / results["cluster, 2 workers"]
+    print(f"speed-up of 2 workers over 1: {speedup:.2f}x (target >= 1.7)")
+
+
+if __name__ == "__main__":
+    main()
