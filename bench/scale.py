@@ -8,7 +8,8 @@ PostgreSQL 15 and moto's S3 server on 127.0.0.1 (tests/services.py), and materia
 miner_telemetry_daily of that day with `megawatt run` (its reference tables with it) in the
 cluster profile with `max_concurrent` 1 and 2, then in the local profile, each in a new lake and
 instance. Prints seconds, rows per second, the peak RSS of the largest process (a step's worker,
-or the run's own) against DuckDB's memory limit, and the speed-up of 2 workers over 1.
+or the run's own) against DuckDB's memory limit, and the speed-up of 2 workers over 1; first,
+the rollup alone in plain DuckDB on 1 and 2 threads (what one worker already draws from the cores).
 Target: 2 workers at least 1.7x faster than 1.
 """
 
@@ -74,22 +75,66 @@ def declarations(work: Path, data: Path, max_concurrent: int) -> Path:
 
 
 def materialise(env: dict) -> tuple[float, float]:
-    """`megawatt run` of the day's telemetry in its own process: (seconds, peak GB of the
-    largest process under it)."""
-    script = (
-        "import resource, subprocess, sys, time\n"
-        "started = time.perf_counter()\n"
-        f"subprocess.run([sys.executable, '-m', 'pipelines.cli', 'run', '--start', '{DAY}', "
-        f"'--end', '{DAY}', '--select', *{TABLES!r}], check=True, stdout=subprocess.DEVNULL)\n"
-        "seconds = time.perf_counter() - started\n"
-        "print(seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6)\n"
-    )  # a process of its own, so that RUSAGE_CHILDREN is this run's alone
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=PROJECT,
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode:
-        sys.exit(f"the run failed:\n{done.stderr[-4000:]}")
-    seconds, peak = done.stdout.split()
-    return float(seconds), float(peak)
+    """`megawatt run` of the day's telemetry: (seconds, peak GB of its largest process, the run's
+    own or a step's worker, each process's high-water mark sampled from /proc as it runs:
+    the workers fork from a forkserver, whose children no wait() reports to us)."""
+    command = [sys.executable, "-m", "pipelines.cli", "run", "--start", str(DAY),
+               "--end", str(DAY), "--select", *TABLES]  # fmt: skip
+    started = time.perf_counter()
+    run = subprocess.Popen(command, env=env, cwd=PROJECT, text=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    peak = 0
+    while run.poll() is None:
+        peak = max([peak, *_high_water_marks_kib(run.pid)])
+        time.sleep(0.2)
+    seconds = time.perf_counter() - started
+    if run.returncode:
+        sys.exit(f"the run failed:\n{run.stderr.read()[-4000:]}")
+    return seconds, peak / 1e6
+
+
+def _high_water_marks_kib(root: int) -> list[int]:
+    """VmHWM (peak RSS, KiB) of `root` and every process below it."""
+    parents, marks = {}, {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+        except OSError:  # gone meanwhile
+            continue
+        pid = int(status.parent.name)
+        parents[pid] = int(fields["PPid"])
+        if "VmHWM" in fields:
+            marks[pid] = int(fields["VmHWM"].split()[0])
+
+    def below(pid: int) -> bool:
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    return [mark for pid, mark in marks.items() if below(pid)]
+
+
+def duckdb_threads(data: Path) -> dict[int, float]:
+    """Seconds of the rollup alone, as plain DuckDB over the day's files, on 1 and 2 threads:
+    how much of the machine one worker's DuckDB already uses."""
+    import duckdb
+
+    rollup = (PROJECT / "assets" / "rollups" / "miner_telemetry_daily.sql").read_text()
+    files = sorted(str(f) for f in data.glob("*.parquet"))
+    seconds = {}
+    for threads in (1, 2):
+        con = duckdb.connect()
+        con.execute(f"SET threads = {threads}; SET memory_limit = '1GB'")
+        con.execute(f"CREATE VIEW new AS SELECT * FROM read_parquet({files})")
+        started = time.perf_counter()
+        con.execute(f"CREATE TABLE rolled AS {rollup}")
+        seconds[threads] = time.perf_counter() - started
+        con.close()
+    return seconds
 
 
 def main() -> None:
@@ -103,6 +148,9 @@ def main() -> None:
     memory_limit = limit["warehouse"]["memory_limit"]
     print(f"{args.machines:,} machines, {rows:,} rows in one day; DuckDB memory limit "
           f"{memory_limit} per process; {os.cpu_count()} cores")  # fmt: skip
+    alone = duckdb_threads(data)
+    print(f"the rollup alone in DuckDB: {alone[1]:.1f} s on 1 thread, {alone[2]:.1f} s on 2: "
+          f"{alone[1] / alone[2]:.2f}x from one worker's own threads", flush=True)  # fmt: skip
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as root:
         root = Path(root)

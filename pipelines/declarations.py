@@ -210,6 +210,15 @@ class Profile(Strict):
     executor: Literal["in_process", "multiprocess"] = "in_process"
     max_concurrent: int = Field(default=1, ge=1, strict=True)
 
+    @model_validator(mode="after")
+    def _one_writer_when_embedded(self):
+        if self.executor == "multiprocess" and self.warehouse.catalog.startswith("sqlite:"):
+            raise ValueError(
+                "executor multiprocess needs a postgres: catalog: an embedded (sqlite:) lake "
+                "has one writer at a time"
+            )
+        return self
+
 
 class WarehouseSettings(Strict):
     # DuckDB's memory limit for the writer, e.g. "1GB"; past it, DuckDB spills to disk

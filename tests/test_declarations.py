@@ -153,3 +153,14 @@ def test_a_profile_missing_a_variable_or_unknown_is_refused_naming_it(project, m
         str(error.value)
         == f"{path}: no profile 'clutser' (MEGAWATT_PROFILE); the profiles: local, cluster"
     )
+
+
+def test_steps_in_processes_on_an_embedded_lake_are_refused(project):
+    path = project.assets_dir / "settings.yaml"
+    settings = yaml.safe_load(path.read_text())
+    settings["profiles"]["local"]["executor"] = "multiprocess"
+    path.write_text(yaml.safe_dump(settings))
+    with pytest.raises(DeclarationError) as error:
+        load_settings(project.assets_dir, "local")
+    assert str(error.value).startswith(f"{path}: ")
+    assert "executor multiprocess needs a postgres: catalog" in str(error.value)
