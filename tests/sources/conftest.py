@@ -21,6 +21,28 @@ def window(start: str, end: str) -> Window:
     return Window(date.fromisoformat(start), date.fromisoformat(end))
 
 
+def mined_chain(
+    length: int, first_height: int, stamp, rng, difficulty, fees: tuple[int, int]
+) -> list[dict]:
+    """`length` blocks in mempool.space's shape from `first_height`, lowest first: block i
+    stamped `stamp(i)`, which must obey median-time-past (above the median of its 11 parents);
+    `difficulty(height)`; ids, transactions and fees (in `fees`) drawn from `rng`."""
+    chain: list[dict] = []
+    for i in range(length):
+        height, ts = first_height + i, stamp(i)
+        parents = sorted(b["timestamp"] for b in chain[-11:])
+        assert len(parents) < 11 or ts > parents[5], f"block {height} breaks median-time-past"
+        chain.append({
+            "id": f"{rng.getrandbits(256):064x}",
+            "height": height,
+            "timestamp": ts,
+            "difficulty": difficulty(height),
+            "tx_count": rng.randint(1500, 4500),
+            "extras": {"totalFees": rng.randint(*fees), "reward": 0},
+        })  # fmt: skip
+    return chain
+
+
 def recorded(path: str) -> str:
     return (RECORDED / path).read_text()
 

@@ -34,7 +34,7 @@ from werkzeug import Request, Response
 
 from pipelines.sources.common import unix
 
-from .conftest import recorded
+from .conftest import mined_chain, recorded
 
 FIRST_DAY = date(2024, 10, 9)  # the first morning's yesterday (and the partitions' start)
 MORNINGS = 30  # mornings FIRST_DAY + 1 .. FIRST_DAY + 30, at 06:30 UTC
@@ -77,19 +77,10 @@ def _chain() -> list[dict]:
             shuffled.add(midnight)
             stamps[i] = midnight + 60
             stamps[i + 1] = midnight - 240
-    chain = []
-    for i, ts in enumerate(stamps):
-        height = H0 + i
-        parents = sorted(b["timestamp"] for b in chain[-11:])
-        assert len(parents) < 11 or ts > parents[5], f"block {height} breaks median-time-past"
-        chain.append({
-            "id": f"{rng.getrandbits(256):064x}",
-            "height": height,
-            "timestamp": ts,
-            "difficulty": DIFFICULTY * (1.0 if height < RETARGET else 1.0387),
-            "tx_count": rng.randint(1500, 4500),
-            "extras": {"totalFees": rng.randint(1_000_000, 60_000_000), "reward": 0},
-        })  # fmt: skip
+    chain = mined_chain(
+        len(stamps), H0, stamps.__getitem__, rng,
+        lambda height: DIFFICULTY * (1.0 if height < RETARGET else 1.0387), (1_000_000, 60_000_000),
+    )  # fmt: skip
     # a block arrives once it and its parents exist: the chain's tip at t is the highest
     # block whose arrival (the latest stamp up to it) is at or before t
     latest = 0

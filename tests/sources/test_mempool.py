@@ -19,7 +19,7 @@ from pipelines.sources.common import unix
 from pipelines.sources.errors import SourceError
 from pipelines.sources.mempool import MempoolConnector, MempoolSettings, subsidy_btc
 
-from .conftest import FAST, window
+from .conftest import FAST, mined_chain, window
 
 DIFFICULTY = 86388558925171.02
 
@@ -123,21 +123,11 @@ SHUFFLED = {  # height - H0: timestamp
 def synthetic_chain(length: int = 361) -> list[dict]:
     """Blocks H0 .. H0 + length - 1 (by default up to E + 6 h), lowest first."""
     rng = random.Random(7)
-    chain = []
-    for i in range(length):
-        height = H0 + i
-        ts = SHUFFLED.get(i, S - 6 * 3600 + 600 * i + rng.randint(-120, 120))
-        parents = sorted(b["timestamp"] for b in chain[-11:])
-        assert len(parents) < 11 or ts > parents[5], f"block {height} breaks median-time-past"
-        chain.append({
-            "id": f"{rng.getrandbits(256):064x}",
-            "height": height,
-            "timestamp": ts,
-            "difficulty": DIFFICULTY * (1.0 if height < RETARGET else 1.0421),
-            "tx_count": rng.randint(1500, 4500),
-            "extras": {"totalFees": rng.randint(2_000_000, 90_000_000), "reward": 0},
-        })  # fmt: skip
-    return chain
+    return mined_chain(
+        length, H0, lambda i: SHUFFLED.get(i, S - 6 * 3600 + 600 * i + rng.randint(-120, 120)),
+        rng, lambda height: DIFFICULTY * (1.0 if height < RETARGET else 1.0421),
+        (2_000_000, 90_000_000),
+    )  # fmt: skip
 
 
 def serve(server: HTTPServer, chain: list[dict]) -> list[int]:
