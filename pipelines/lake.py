@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass
 from functools import cache
@@ -26,6 +27,9 @@ from pipelines.errors import MegawattError
 from pipelines.sqltext import literal
 
 LAKE = "lake"  # the catalog name every connection attaches the warehouse as
+# Two processes attaching a new PostgreSQL catalog at once (a cluster's first run, its steps in
+# parallel) both create its tables, and the later CREATE fails: attach again, to the created one.
+ATTACH_TRIES, ATTACH_BACKOFF_S = 5, 0.2
 DUCKDB_VERSION = "v1.5.5"  # the extension packages' build; pyproject pins duckdb to match
 NO_DOWNLOADS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -109,12 +113,23 @@ class Lake:
                 self._create_secret(con)
             if self.embedded and not read_only:
                 self._prepare_embedded()
-            con.execute(self.attach_sql(read_only=read_only, snapshot=snapshot))
+            self._attach(con, read_only, snapshot)
             con.execute(f"USE {LAKE}")
         except BaseException:
             con.close()
             raise
         return con
+
+    def _attach(self, con: duckdb.DuckDBPyConnection, read_only: bool, snapshot: int | None):
+        for attempt in range(1, ATTACH_TRIES + 1):
+            try:
+                con.execute(self.attach_sql(read_only=read_only, snapshot=snapshot))
+                return
+            except duckdb.Error as e:
+                racing = not self.embedded and "Failed to initialize DuckLake" in str(e)
+                if not racing or attempt == ATTACH_TRIES:
+                    raise
+                time.sleep(ATTACH_BACKOFF_S * attempt)
 
     def _prepare_embedded(self) -> None:
         """The data folder, and the SQLite catalog in WAL mode: readers then never wait on a

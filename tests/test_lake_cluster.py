@@ -297,6 +297,49 @@ def test_upkeep_merges_small_files_on_s3_and_keeps_the_published_snapshot(wareho
     assert _read(warehouse, sql) == before
 
 
+ATTACHING = 6  # processes attaching a new catalog at once
+
+
+def test_processes_attaching_a_new_catalog_at_once_all_succeed(
+    postgres: Postgres, s3_server: S3Server, monkeypatch, tmp_path
+):
+    """A cluster's first run starts steps in parallel on an empty catalog database: each
+    attaches it and all create DuckLake's tables. Before, the later CREATEs failed their steps
+    ("Failed to initialize DuckLake: ... duplicate key value violates unique constraint")."""
+    monkeypatch.setenv(KEY_VARIABLE, S3_KEY_ID)
+    monkeypatch.setenv(SECRET_VARIABLE, S3_SECRET)
+    database = postgres.create_database()  # empty: no process has attached it yet
+    catalog, data_path = (
+        f"postgres:{postgres.dsn(database)}",
+        f"s3://{s3_server.bucket}/{database}/",
+    )
+    child = textwrap.dedent(f"""
+        from pipelines.lake import Lake, S3
+        lake = Lake(catalog={catalog!r}, data_path={data_path!r}, s3=S3(
+            endpoint={s3_server.endpoint!r}, use_ssl=False, key_id_variable={KEY_VARIABLE!r},
+            secret_variable={SECRET_VARIABLE!r}))
+        lake.connect(read_only=False).close()
+    """)
+    attaching = [
+        subprocess.Popen(
+            [sys.executable, "-c", child],
+            cwd=PROJECT_DIR,
+            env=dict(os.environ),
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(ATTACHING)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in attaching]
+    assert [p.returncode for p in attaching] == [0] * ATTACHING, errors
+    # the lake they made is whole: written and read back
+    s3 = S3(endpoint=s3_server.endpoint, use_ssl=False, key_id_variable=KEY_VARIABLE,
+            secret_variable=SECRET_VARIABLE)  # fmt: skip
+    warehouse = Warehouse(tmp_path / "wh", lake=Lake(catalog, data_path, s3))
+    _write(warehouse, FIRST_DAYS)
+    assert _read(warehouse) == [(len(FIRST_DAYS.days()),)]
+
+
 # -- attach.sql --------------------------------------------------------------------------------
 def _attach_in_another_process(script: str, table: str) -> subprocess.CompletedProcess:
     reader = f"import duckdb; con = duckdb.connect(); con.execute({script!r}); " + (
