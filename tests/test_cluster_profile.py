@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 
 import pytest
@@ -19,8 +21,16 @@ from pipelines.declarations import load_settings
 from pipelines.lake import S3
 from pipelines.settings import ASSETS_DIR, PROJECT_DIR
 from pipelines.warehouse import warehouse_of
-from tests.services import S3_KEY_ID, S3_SECRET, Postgres, S3Server, postgres, s3_server
-from tests.webserver import JOB_RUNS, MEGAWATT_RUNS, graphql, webserver
+from tests.services import (
+    S3_KEY_ID,
+    S3_SECRET,
+    Postgres,
+    S3Server,
+    free_port,
+    postgres,
+    s3_server,
+)
+from tests.webserver import JOB_RUNS, MEGAWATT_RUNS, graphql, wait_for, webserver
 
 __all__ = ["postgres", "s3_server"]  # the session's services, as fixtures of this module
 
@@ -159,3 +169,54 @@ def test_the_ui_shows_the_cluster_runs_from_postgres(sample_in_both, postgres: P
     assert {(r["status"], r["repositoryOrigin"]["repositoryLocationName"]) for r in runs} == {
         ("SUCCESS", "megawatt")
     }
+
+
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on PythonError { message }
+  }
+}"""
+RUN_STATUS = "query Status($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+
+
+def test_a_run_launched_in_dg_dev_is_queued_and_run_by_its_daemon(sample_in_both):
+    """`megawatt ui` (dg dev: webserver, daemon, code server) on the cluster profile: a run
+    launched from the UI is queued (QueuedRunCoordinator), started by the daemon in a process of
+    its own, and its steps in their workers, as `megawatt run`'s."""
+    env, _ = sample_in_both["cluster"]
+    port = free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "ui", "--port", str(port)],
+        env={**os.environ, **env}, cwd=PROJECT_DIR, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(url, ui, timeout_s=180)
+        params = {
+            "selector": {"repositoryLocationName": "megawatt",
+                         "repositoryName": "__repository__", "pipelineName": "daily"},
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2024-04-02"}]},
+        }  # fmt: skip
+        deadline = time.monotonic() + 120
+        while True:  # the code server may still be loading the location
+            launched = graphql(url, LAUNCH, {"params": params})["launchPipelineExecution"]
+            if launched["__typename"] == "LaunchRunSuccess" or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        assert launched["run"]["status"] == "QUEUED"
+        run_id, deadline = launched["run"]["runId"], time.monotonic() + 600
+        while (status := graphql(url, RUN_STATUS, {"id": run_id})["runOrError"]["status"]) not in (
+            "SUCCESS",
+            "FAILURE",
+            "CANCELED",
+        ) and time.monotonic() < deadline:
+            time.sleep(2)
+        assert status == "SUCCESS"
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=60)

@@ -32,19 +32,24 @@ def webserver(env: dict[str, str]) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("dagster-webserver did not start") from None
-                time.sleep(0.5)
+        wait_for(url, process)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Until the UI `process` started answers at `url`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/server_info", timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the UI did not start at {url}") from None
+            time.sleep(0.5)
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
