@@ -74,39 +74,46 @@ def declarations(work: Path, data: Path, max_concurrent: int) -> Path:
     return assets
 
 
-def materialise(env: dict) -> tuple[float, float]:
+def materialise(env: dict) -> tuple[float, float, float]:
     """`megawatt run` of the day's telemetry: (seconds, peak GB of its largest process, the run's
-    own or a step's worker, each process's high-water mark sampled from /proc as it runs:
-    the workers fork from a forkserver, whose children no wait() reports to us)."""
+    own or a step's worker, and the cores it kept busy on average: CPU seconds over wall seconds).
+    Each process's high-water mark and CPU time are sampled from /proc as it runs: the workers
+    fork from a forkserver, whose children no wait() reports to us."""
     command = [sys.executable, "-m", "pipelines.cli", "run", "--start", str(DAY),
                "--end", str(DAY), "--select", *TABLES]  # fmt: skip
     started = time.perf_counter()
     run = subprocess.Popen(command, env=env, cwd=PROJECT, text=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    peak = 0
+    peak, cpu = 0, {}  # cpu: {pid: CPU seconds when last seen}
     while run.poll() is None:
-        peak = max([peak, *_high_water_marks_kib(run.pid)])
+        for pid, (mark, seconds) in _processes_below(run.pid).items():
+            peak = max(peak, mark)
+            cpu[pid] = seconds
         time.sleep(0.2)
     seconds = time.perf_counter() - started
     if run.returncode:
         sys.exit(f"the run failed:\n{run.stderr.read()[-4000:]}")
-    return seconds, peak / 1e6
+    return seconds, peak / 1e6, sum(cpu.values()) / seconds
 
 
-def _high_water_marks_kib(root: int) -> list[int]:
-    """VmHWM (peak RSS, KiB) of `root` and every process below it."""
-    parents, marks = {}, {}
+def _processes_below(root: int) -> dict[int, tuple[int, float]]:
+    """{pid: (VmHWM, the peak RSS in KiB; CPU seconds, user and system)} of `root` and every
+    process below it."""
+    parents, seen = {}, {}
+    tick = os.sysconf("SC_CLK_TCK")
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             fields = dict(
                 line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
             )
+            # after the command's closing parenthesis: state, ppid, ..., utime (14th), stime
+            stat = (status.parent / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone meanwhile
             continue
         pid = int(status.parent.name)
         parents[pid] = int(fields["PPid"])
-        if "VmHWM" in fields:
-            marks[pid] = int(fields["VmHWM"].split()[0])
+        mark = int(fields["VmHWM"].split()[0]) if "VmHWM" in fields else 0
+        seen[pid] = (mark, (int(stat[11]) + int(stat[12])) / tick)
 
     def below(pid: int) -> bool:
         while pid > 1:
@@ -115,7 +122,7 @@ def _high_water_marks_kib(root: int) -> list[int]:
             pid = parents.get(pid, 0)
         return False
 
-    return [mark for pid, mark in marks.items() if below(pid)]
+    return {pid: values for pid, values in seen.items() if below(pid)}
 
 
 def duckdb_threads(data: Path) -> dict[int, float]:
@@ -176,10 +183,11 @@ def main() -> None:
                         "DAGSTER_PG_USER": "postgres", "DAGSTER_PG_PASSWORD": "unused",
                         "DAGSTER_PG_DB": postgres.create_database("dagster"),
                     }  # fmt: skip
-                seconds, peak = materialise(env)
+                seconds, peak, cores = materialise(env)
                 results[name] = seconds
                 print(f"{name:<20} {seconds:7.1f} s  {rows / seconds / 1e6:6.2f} M rows/s  "
-                      f"peak {peak:.2f} GB (largest process)", flush=True)  # fmt: skip
+                      f"peak {peak:.2f} GB (largest process)  {cores:.2f} of "
+                      f"{os.cpu_count()} cores busy on average", flush=True)  # fmt: skip
     speedup = results["cluster, 1 worker"] / results["cluster, 2 workers"]
     print(f"speed-up of 2 workers over 1: {speedup:.2f}x (target >= 1.7)")
 

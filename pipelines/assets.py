@@ -9,10 +9,12 @@ same way, from its contract. Besides: views for analysts (assets/views/) and the
 
 import dataclasses
 import datetime as dt
+import inspect
 import math
 import re
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from pipelines.batch import Window
+from pipelines.batch import Part, Window
 from pipelines.contracts import Contract, Rule, utc_day
 from pipelines.declarations import Infrastructure, Source
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError, cut
@@ -29,10 +31,11 @@ from pipelines.lineage import column_lineage, lineage_table
 from pipelines.plots import PlotSpec, markdown_image, render_png
 from pipelines.settings import PROJECT_DIR
 from pipelines.sources import build_connector
+from pipelines.sources.errors import NotArrived
 from pipelines.sql_assets import SqlAssetSpec
 from pipelines.sqltext import quote
 from pipelines.validation import Validation, combine
-from pipelines.warehouse import Rollup, Warehouse, warehouse_of
+from pipelines.warehouse import Rollup, Warehouse, WriteReport, warehouse_of
 
 REBUILD_TAG = "megawatt/rebuild"  # tables a run makes anew (a change of shape that drops history)
 # The daily run's day D (the schedule's run for yesterday): its range reaches back over the
@@ -249,8 +252,9 @@ class Figures:
         return {k: rounded(v) for k, v in zip(self.keys(), values, strict=True) if v is not None}
 
 
-# What an asset writes for a window: the data (frame or SQL), where it came from, SQL parameters.
-Compute = Callable[[Window | None], tuple[pl.DataFrame | str, str, dict]]
+# What an asset writes for a window (and a source's, for a part of it): the data (frame or SQL),
+# where it came from, SQL parameters.
+Compute = Callable[..., tuple[pl.DataFrame | str, str, dict]]
 
 
 def restatement_window(window: Window, tags: dict, restatement_days: int | None) -> Window:
@@ -296,6 +300,7 @@ def table_asset(
     append: bool = False,
     observations: SqlAssetSpec | None = None,
     restatement_days: int | None = None,
+    parts: list[Part] | None = None,
 ) -> dg.AssetsDefinition:
     """The asset writing `contract.table` with the rows `compute` gives; with `rollup`, the asset
     of the rollup's table instead, fed `days_per_write` days at a time with rows that `contract`
@@ -306,7 +311,8 @@ def table_asset(
     include that query's summary of the observations made during it. With `restatement_days`
     (a source), the daily run reads only the days it may still revise (`restatement_window`).
     Only the days whose content changed are written (Warehouse.write); the materialisation
-    records how many (`days_changed`) and which."""
+    records how many (`days_changed`) and which. With `parts` (a rolled-up source split by
+    site), each part of each day is read, validated and written on its own."""
     within = [WITHIN_PARTITION] if partitions_def is not None else []
     # a source whose contract wants rows every day publishes every day: a day it did not answer
     # is an outage, not a day without rows
@@ -321,21 +327,14 @@ def table_asset(
         checks += [(rule, prefix) for rule in [*rows_contract.rules, *within]]
         contract = rollup.contract
 
-    @dg.asset(
+    spec = dict(  # what the asset declares, however it is computed
         name=contract.table,
         group_name=group,
         description=description,
-        deps=deps,
         partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
-        output_required=not answered_only,
-        pool=WRITER_POOL,
         kinds={"duckdb"},
         owners=[owner],
-        automation_condition=automation_condition,
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=contract.max_staleness)
-        if contract.max_staleness
-        else None,
         metadata={
             "dagster/column_schema": column_schema(contract),
             "dagster/table_name": contract.table,
@@ -353,65 +352,33 @@ def table_asset(
             for rule, prefix in checks
         ],
     )
-    def _table(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-        window = None
-        rebuild = contract.table in context.run.tags.get(REBUILD_TAG, "").split(",")
-        try:
-            if partitions_def is not None:
-                time_window = context.partition_time_window
-                window = Window(time_window.start.date(), time_window.end.date())
-                window = restatement_window(window, context.run.tags, restatement_days)
-            if rollup is None:
-                data, origin, params = compute(window)
-                if observations is not None:
-                    observed = _observed(warehouse.get(), observations, window, context.log)
-                    data = pl.concat([data, observed], how="diagonal_relaxed")
-                    origin += f" + {observations.path.name}"
-                report = warehouse.get().write(
-                    contract,
-                    data,
-                    origin=origin,
-                    window=window,
-                    partition_column=partition_column,
-                    params=params,
-                    run_id=context.run.run_id,
-                    rebuild=rebuild,
-                    answered_only=answered_only,
-                    append=append,
-                )
-                checked = list(check_results(report.validation, contract.quarantine))
-                if report.days_without_data:
-                    days = ", ".join(map(str, report.days_without_data))
-                    said = f"{contract.table}: no data from {origin} for {days}"
-                    if daily_rows:  # days it should have had
-                        context.log.warning(f"{said}: the stored rows of those days are kept "
-                                            "(no data is not zero rows)")  # fmt: skip
-                    else:
-                        context.log.info(f"{said} (it has days without rows)")
-                if not report.answered:  # no day answered: no rule ran
-                    checked = [
-                        dg.AssetCheckResult(
-                            check_name=prefix + rule.name,
-                            passed=True,
-                            metadata={"not_evaluated": "no data from the source: nothing written"},
-                        )
-                        for rule, prefix in checks
-                    ]
-                    if daily_rows:  # not materialised: the table goes stale if this persists
-                        yield from checked
-                        return
-            else:
-                report, checked = _write_daily(warehouse.get(), rows_contract, rollup, window,
-                                               partition_column, compute, context.run.run_id,
-                                               rebuild)  # fmt: skip
-        except ContractViolation as violation:
-            if violation.validation is not None:  # show which rules failed, then fail the step
-                of_rows = rollup is not None and violation.contract.table == rows_contract.table
-                yield from check_results(violation.validation, violation.contract.quarantine,
-                                         f"{rows_contract.table}_" if of_rows else "")  # fmt: skip
-            raise dg.Failure(description=str(violation)) from None
-        except MegawattError as error:  # our own message, without a traceback
-            raise dg.Failure(description=str(error)) from None
+    freshness = (
+        dg.FreshnessPolicy.time_window(fail_window=contract.max_staleness)
+        if contract.max_staleness
+        else None
+    )
+
+    def window_of(context) -> Window | None:
+        """The run's days (a source's: those it reads in this run)."""
+        if partitions_def is None:
+            return None
+        time_window = context.partition_time_window
+        window = Window(time_window.start.date(), time_window.end.date())
+        return restatement_window(window, context.run.tags, restatement_days)
+
+    def rebuilds(context) -> bool:
+        return contract.table in context.run.tags.get(REBUILD_TAG, "").split(",")
+
+    def failed(violation: ContractViolation):
+        """The check results of a violation (which rules failed), then the step's failure."""
+        if violation.validation is not None:
+            of_rows = rollup is not None and violation.contract.table == rows_contract.table
+            yield from check_results(violation.validation, violation.contract.quarantine,
+                                     f"{rows_contract.table}_" if of_rows else "")  # fmt: skip
+        raise dg.Failure(description=str(violation)) from None
+
+    def materialised(context, warehouse: WarehouseResource, report, checked, window):
+        """The materialisation of a write: its checks, and the metadata of the run and table."""
         validation = report.validation
         # Of the table as a whole, not of a day: on the run's last day only (the asset's latest
         # materialisation), not copied into each of a backfill's days (a plot is ~100 KB).
@@ -475,6 +442,72 @@ def table_asset(
             )
         yield dg.MaterializeResult(check_results=checked)
 
+    if parts is not None:
+        return _by_parts(spec, freshness, deps, parts, window_of, rebuilds, failed, materialised,
+                         rows_contract, rollup, partition_column, compute)  # fmt: skip
+
+    @dg.asset(
+        **spec,
+        deps=deps,
+        output_required=not answered_only,
+        pool=WRITER_POOL,
+        automation_condition=automation_condition,
+        freshness_policy=freshness,
+    )
+    def _table(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        rebuild = rebuilds(context)
+        try:
+            window = window_of(context)
+            if rollup is None:
+                data, origin, params = compute(window)
+                if observations is not None:
+                    observed = _observed(warehouse.get(), observations, window, context.log)
+                    data = pl.concat([data, observed], how="diagonal_relaxed")
+                    origin += f" + {observations.path.name}"
+                report = warehouse.get().write(
+                    contract,
+                    data,
+                    origin=origin,
+                    window=window,
+                    partition_column=partition_column,
+                    params=params,
+                    run_id=context.run.run_id,
+                    rebuild=rebuild,
+                    answered_only=answered_only,
+                    append=append,
+                )
+                checked = list(check_results(report.validation, contract.quarantine))
+                if report.days_without_data:
+                    days = ", ".join(map(str, report.days_without_data))
+                    said = f"{contract.table}: no data from {origin} for {days}"
+                    if daily_rows:  # days it should have had
+                        context.log.warning(f"{said}: the stored rows of those days are kept "
+                                            "(no data is not zero rows)")  # fmt: skip
+                    else:
+                        context.log.info(f"{said} (it has days without rows)")
+                if not report.answered:  # no day answered: no rule ran
+                    checked = [
+                        dg.AssetCheckResult(
+                            check_name=prefix + rule.name,
+                            passed=True,
+                            metadata={"not_evaluated": "no data from the source: nothing written"},
+                        )
+                        for rule, prefix in checks
+                    ]
+                    if daily_rows:  # not materialised: the table goes stale if this persists
+                        yield from checked
+                        return
+            else:
+                written = _write_daily(warehouse.get(), rows_contract, rollup, window,
+                                       partition_column, compute, context.run.run_id, rebuild,
+                                       None, context.log)  # fmt: skip
+                report, checked = _combined(written, rows_contract, rollup, window)
+        except ContractViolation as violation:  # show which rules failed, then fail the step
+            yield from failed(violation)
+        except MegawattError as error:  # our own message, without a traceback
+            raise dg.Failure(description=str(error)) from None
+        yield from materialised(context, warehouse, report, checked, window)
+
     return _table
 
 
@@ -493,19 +526,69 @@ def _observed(warehouse: Warehouse, spec: SqlAssetSpec, window: Window, log) -> 
     )
 
 
+@dataclass
+class Written:
+    """What the writes of a rolled-up source did: the reports of the writes that had data, the
+    parts that had none (why), and the contract violations of the parts that failed."""
+
+    reports: list[WriteReport] = field(default_factory=list)
+    missing: list[NotArrived] = field(default_factory=list)
+    violations: list[ContractViolation] = field(default_factory=list)
+
+
 def _write_daily(warehouse: Warehouse, rows_contract: Contract, rollup: Rollup, window: Window,
-                 partition_column: str, compute: Compute, run_id: str, rebuild: bool):  # fmt: skip
+                 partition_column: str, compute: Compute, run_id: str, rebuild: bool,
+                 part: Part | None, log) -> Written:  # fmt: skip
     """Write a rolled-up source `rollup.days_per_write` days per transaction, so that a backfill
-    holds that many days in memory; returns the last write's report (with the rows written by all)
-    and the check results of all the days. A rebuild makes the table anew in the first write."""
-    reports = []
-    for number, day in enumerate(window.chunks(rollup.days_per_write)):
-        data, origin, params = compute(day)
-        reports.append(
-            warehouse.write(rows_contract, data, origin=origin, window=day,
-                            partition_column=partition_column, params=params, rollup=rollup,
-                            run_id=run_id, rebuild=rebuild and number == 0)
-        )  # fmt: skip
+    holds that many days in memory; with `part`, that part of those days only, and a day without
+    its data (no file arrived, or no rows) keeps its stored rows, and a day that breaks the
+    contract fails alone (the others are written, each is a transaction). A rebuild makes the
+    table anew in the first write."""
+    written = Written()
+    for day in window.chunks(rollup.days_per_write):
+        try:
+            data, origin, params = compute(day, part)
+            report = warehouse.write(
+                rows_contract, data, origin=origin, window=day, partition_column=partition_column,
+                params=params, rollup=rollup, run_id=run_id, answered_only=part is not None,
+                rebuild=rebuild and not written.reports, part=part,
+            )  # fmt: skip
+        except NotArrived as error:
+            if part is None:
+                raise
+            written.missing.append(error)
+            log.warning(f"{rows_contract.table}: {error}; the part's stored rows are kept")
+            continue
+        except ContractViolation as violation:
+            if part is None:
+                raise
+            written.violations.append(violation)
+            log.error(str(violation))
+            continue
+        if report.answered:
+            written.reports.append(report)
+        else:
+            log.warning(f"{rows_contract.table}: no rows for {part} in [{day.start}, {day.end}) "
+                        f"from {origin}; the part's stored rows are kept")  # fmt: skip
+    return written
+
+
+def _combined(written: list[Written] | Written, rows_contract: Contract, rollup: Rollup,
+              window: Window) -> tuple[WriteReport, list]:  # fmt: skip
+    """The writes of a rolled-up source (of all its parts) as one report (the last write's, with
+    the rows written by all) and the check results of all; raises the first part's violation,
+    or when no part had data, why."""
+    if isinstance(written, Written):
+        written = [written]
+    reports = [r for w in written for r in w.reports]
+    violations = [v for w in written for v in w.violations]
+    missing = [m for w in written for m in w.missing]
+    if violations:
+        raise violations[0]
+    if not reports:  # no part of any day had data: as a source without its files
+        if missing:
+            raise missing[0]
+        raise NotArrived(f"{rows_contract.table}: no rows in [{window.start}, {window.end})")
     rows = combine([r.validation for r in reports])
     stored = combine([r.rollup_validation for r in reports])
     checked = [
@@ -523,6 +606,82 @@ def _write_daily(warehouse: Warehouse, rows_contract: Contract, rollup: Rollup, 
         days_unchanged=tuple(d for r in reports for d in r.days_unchanged),
     )
     return combined, checked
+
+
+REPORT_STEP = "report"  # a source split by parts: the step of its materialisation
+
+
+def _node_name(part: Part) -> str:
+    """The part's step within its asset's graph (step key `<table>.<node>`): its value as an
+    identifier."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", part.value)
+
+
+def _by_parts(spec: dict, freshness, deps: list, parts: list[Part], window_of, rebuilds, failed,
+              materialised, rows_contract: Contract, rollup: Rollup, partition_column: str,
+              compute: Compute) -> dg.AssetsDefinition:  # fmt: skip
+    """The asset of a rolled-up source split by `parts`: a graph of one step per part, each
+    writing its part of the run's days (the cluster's workers run them at once), and a step that
+    reports them as the asset's materialisation and checks."""
+    table = spec["name"]
+    names = [dg.AssetKey.from_coercible(d).to_python_identifier() for d in deps]
+
+    def part_step(part: Part) -> dg.OpDefinition:
+        @dg.op(
+            name=f"{table}__{_node_name(part)}",
+            description=f"Writes {table}'s part {part}.",
+            ins={name: dg.In(dg.Nothing) for name in names},  # after the tables it reads
+            pool=WRITER_POOL,
+        )
+        def _part(context: dg.OpExecutionContext, warehouse: WarehouseResource):
+            try:
+                written = _write_daily(warehouse.get(), rows_contract, rollup, window_of(context),
+                                       partition_column, compute, context.run.run_id,
+                                       rebuilds(context), part, context.log)  # fmt: skip
+            except MegawattError as error:  # our own message, without a traceback
+                raise dg.Failure(description=f"{table} ({part}): {error}") from None
+            return dg.Output(written, metadata={  # for the run's progress lines
+                "part": str(part),
+                "days_written": len({c.day for r in written.reports for c in r.days_changed}),
+                "rows_written": sum(r.rows_written for r in written.reports),
+                "rows_quarantined": sum(r.validation.rows_quarantined for r in written.reports),
+            })  # fmt: skip
+
+        return _part
+
+    check_outputs = [c.get_python_identifier() for c in spec["check_specs"]]
+
+    @dg.op(
+        name=f"{table}__{REPORT_STEP}",
+        description=f"Reports the parts written as {table}'s materialisation and checks.",
+        out={"result": dg.Out(dg.Nothing), **{name: dg.Out(dg.Nothing) for name in check_outputs}},
+    )
+    def _report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                written: list[Written]):  # fmt: skip
+        window = window_of(context)
+        try:
+            report, checked = _combined(written, rows_contract, rollup, window)
+        except ContractViolation as violation:
+            yield from failed(violation)
+        except MegawattError as error:
+            raise dg.Failure(description=str(error)) from None
+        yield from materialised(context, warehouse, report, checked, window)
+
+    def compose(**upstream):
+        written = [part_step(p).alias(_node_name(p))(**upstream) for p in parts]
+        out = _report.alias(REPORT_STEP)(written)
+        return {"result": out.result, **{name: getattr(out, name) for name in check_outputs}}
+
+    compose.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
+    )
+    ins = {n: dg.AssetIn(key=d, dagster_type=dg.Nothing) for n, d in zip(names, deps, strict=True)}
+    asset = dg.graph_asset(**spec, ins=ins)(compose)
+    if freshness is None:
+        return asset
+    (asset,) = dg.map_asset_specs(lambda a: a.replace_attributes(freshness_policy=freshness),
+                                  [asset])  # fmt: skip
+    return asset
 
 
 def quarantine_asset(contract: Contract) -> dg.AssetSpec:
@@ -571,17 +730,31 @@ def source_asset(
     owner: str,
     rollup: Rollup | None = None,
     observations: SqlAssetSpec | None = None,
+    parts: list[Part] | None = None,
 ) -> dg.AssetsDefinition:
     """The asset of a source: its connectors' rows of each window (and, with `observations`,
     the day's summary of the observations made during it); an observed source (`observe_cron`)
-    appends each observation to its day."""
+    appends each observation to its day. With `parts` (its `split_by`), each part of a window
+    is read on its own."""
     where = f"{sources_file}: source {name!r}"
     connectors = {
         connector: build_connector(connector, settings, name, where)
         for connector, settings in source.connectors.items()
     }
 
-    def compute(window: Window):
+    if source.split_by and (
+        len(connectors) > 1 or not all(hasattr(c, "fetch_part") for c in connectors.values())
+    ):
+        raise DeclarationError(
+            f"{where}: split_by {source.split_by!r} needs one connector that reads a part on its "
+            f"own (fetch_part): {', '.join(connectors)} cannot"
+        )
+
+    def compute(window: Window, part: Part | None = None):
+        if part is not None:  # one connector (checked above)
+            (connector,) = connectors.values()
+            return connector.fetch_part(name, window, source.partition_column, part), \
+                " + ".join(connectors), {}  # fmt: skip
         frames = [c.fetch(name, window, source.partition_column) for c in connectors.values()]
         if any(isinstance(f, str) for f in frames):  # a scan in DuckDB: the rows stay there
             if len(frames) > 1:
@@ -606,6 +779,7 @@ def source_asset(
         append=source.observe_cron is not None,
         observations=observations,
         restatement_days=source.restatement_days,
+        parts=parts,
     )
 
 

@@ -42,3 +42,16 @@ class Window:
 class Scan(str):
     """A query that reads files where they lie (Parquet, CSV): validated by each rule reading it
     again, instead of copied into the warehouse first. Other queries are run once, into a table."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """A slice of a window's rows: those whose `column` is `value` (one site's telemetry). A
+    write of a part replaces only its rows, so that writers of different parts can stage them
+    at once and only take turns to commit."""
+
+    column: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.column}={self.value}"

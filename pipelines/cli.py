@@ -244,14 +244,9 @@ ORDER BY scenario, site_id
 def open_warehouse():
     """The warehouse as assets/settings.yaml's profile declares it, in MEGAWATT_WAREHOUSE_DIR."""
     from pipelines.declarations import load_settings
-    from pipelines.lake import S3
-    from pipelines.warehouse import warehouse_of
+    from pipelines.warehouse import warehouse_for
 
-    settings = load_settings(ASSETS_DIR)
-    lake = settings.profile.warehouse
-    s3 = S3(**lake.s3.model_dump()) if lake.s3 else None
-    return warehouse_of(WAREHOUSE_DIR, lake.catalog, lake.data_path,
-                        settings.warehouse.memory_limit, s3)  # fmt: skip
+    return warehouse_for(load_settings(ASSETS_DIR), WAREHOUSE_DIR)
 
 
 def print_summary(start: date, end: date) -> None:

@@ -106,6 +106,10 @@ class Source(Strict):
     # `days_per_write` days per transaction (each holds that many days in memory)
     stored_as: str | None = None
     days_per_write: int = Field(1, ge=1)
+    # written site by site: each declared site's rows of a window are read (its connectors read
+    # one site's files), validated and committed on their own, so that workers stage sites at
+    # once, a transaction holds one site's rows, and one site's missing export holds back no other
+    split_by: Literal["site_id"] | None = None
     # a source that can only be read as it is now (an offer book): observed on this cron into
     # today's partition, each observation appended, never backfilled nor run by the daily job
     observe_cron: str | None = None

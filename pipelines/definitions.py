@@ -19,6 +19,7 @@ from pipelines.assets import (
     sql_asset,
     view_asset,
 )
+from pipelines.batch import Part
 from pipelines.contracts import load_contracts
 from pipelines.declarations import Profile, load_infrastructure, load_settings, load_sources
 from pipelines.errors import DeclarationError
@@ -204,6 +205,9 @@ def build_definitions(
                 settings.default_owner,
                 rollup(rollups[name], contracts, s.days_per_write) if name in rollups else None,
                 observations.get(name),
+                [Part(s.split_by, site.site_id) for site in infrastructure.sites]
+                if s.split_by
+                else None,
             )
             for name, s in sources.items()
         ),

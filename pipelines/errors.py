@@ -22,6 +22,9 @@ class ContractViolation(MegawattError):
         self.validation = validation  # every rule's result, for asset checks
         self.contract = contract  # the contract broken
 
+    def __reduce__(self):  # whole across processes (a step's result, under multiprocess)
+        return (ContractViolation, (str(self), self.validation, self.contract))
+
 
 # A value quoted in a message is cut to this many characters (then an ellipsis and its length):
 # a 100 KB cell must not become a 100 KB message or alert line.

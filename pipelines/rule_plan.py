@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.batch import Window
+from pipelines.batch import Part, Window
 from pipelines.contracts import Contract, Rule, utc_day
 from pipelines.errors import DeclarationError, cut
-from pipelines.sqltext import quote
+from pipelines.sqltext import literal, quote
 
 PARTITION_RULE = "within_partition"
 
@@ -37,19 +37,21 @@ class Check:
 
 
 def rule_plan(
-    contract: Contract, window: Window | None, partition_column: str | None
-) -> list[Check]:
-    """The checks of a batch of `contract.table` for `window`: the row rules (and that every row
-    falls in the window), then the rules on the batch as a whole."""
+    contract: Contract, window: Window | None, partition_column: str | None,
+    part: Part | None = None,
+) -> list[Check]:  # fmt: skip
+    """The checks of a batch of `contract.table` for `window` (and `part`): the row rules (and
+    that every row falls in the window and part), then the rules on the batch as a whole."""
     row_rules = [r for r in contract.rules if r.condition]
     if window is not None and partition_column is not None:
         day = utc_day(quote(partition_column))
         # the run's dates (date objects), not values from a file
-        row_rules.append(
-            Rule(PARTITION_RULE, f"{partition_column} within [{window.start}, {window.end})",
-                 "error", partition_column,
-                 f"{day} >= DATE '{window.start}' AND {day} < DATE '{window.end}'")
-        )  # fmt: skip
+        within = f"{partition_column} within [{window.start}, {window.end})"
+        condition = f"{day} >= DATE '{window.start}' AND {day} < DATE '{window.end}'"
+        if part is not None:  # the part's value: a declared site id, not a value from a file
+            within += f" and {part.column} = {part.value}"
+            condition += f" AND {quote(part.column)} = {literal(part.value)}"
+        row_rules.append(Rule(PARTITION_RULE, within, "error", partition_column, condition))
     plan = [
         Check(r, f"SELECT * FROM {{batch}} AS new WHERE ({r.condition}) IS FALSE")
         for r in row_rules

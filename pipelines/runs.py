@@ -21,6 +21,7 @@ from typing import TextIO
 import dagster as dg
 
 from pipelines.alerts import ALERT_LOG, WEBHOOK_VARIABLE, AlertResource, alert_line, failure_message
+from pipelines.assets import REPORT_STEP
 from pipelines.errors import MegawattError
 from pipelines.settings import PROJECT_DIR
 
@@ -94,6 +95,7 @@ class Progress:
     days: int = 1
     materialised: dict = field(default_factory=dict)  # step -> [days, metadata of the first]
     checks: dict = field(default_factory=dict)  # step -> [passed, warned, failed]
+    parts: dict = field(default_factory=dict)  # a part's step -> what it wrote
     interrupted: bool = False
 
     def line(self, text: str) -> None:
@@ -109,7 +111,15 @@ class Progress:
     def table_line(self, step: str, seconds: float) -> str:
         days, metadata = self.materialised.get(step, [0, {}])
         passed, warned, failed = self.checks.get(step, [0, 0, 0])
-        if not days:
+        table, _, node = step.partition(".")  # a graph's step: a part, or the part's report
+        label = table if node == REPORT_STEP else f"{node} part" if node else step
+        part = self.parts.get(step)
+        if part is not None:
+            span = f"{part['days_written']} day(s) written"
+            what = f"{span:>20} {part['rows_written']:>10,} rows"
+            if part["rows_quarantined"]:
+                what += f" ({part['rows_quarantined']:,} quarantined)"
+        elif not days:
             what = "no data: its stored days are kept"
         elif "rows_written" not in metadata:
             what = "view"
@@ -128,7 +138,7 @@ class Progress:
                                     f"{passed} passed, {warned} warned, {failed} failed")
             if checked else ""
         )  # fmt: skip
-        return f"  {step:<28}{what:<37}{seconds:>6.1f} s  {verdict}".rstrip()
+        return f"  {label:<28}{what:<37}{seconds:>6.1f} s  {verdict}".rstrip()
 
     def __call__(self, record) -> None:
         """The instance's listener: one stored event of the run."""
@@ -145,6 +155,10 @@ class Progress:
             if entry[1] is None:
                 metadata = event.step_materialization_data.materialization.metadata
                 entry[1] = {k: v.value for k, v in metadata.items()}
+        elif kind == dg.DagsterEventType.STEP_OUTPUT:
+            metadata = event.step_output_data.metadata
+            if "part" in metadata:
+                self.parts[step] = {k: v.value for k, v in metadata.items()}
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             check = event.event_specific_data
             counts = self.checks.setdefault(step, [0, 0, 0])
@@ -256,9 +270,9 @@ def _in_process(job, instance, run_id, tags, run_config, assets, progress, origi
 def _out_of_process(job, instance, tags, run_config, assets, progress, origin):
     """The run through Dagster's `execute_job`: its steps store their events from their own
     processes, so a thread reads the run's events from the instance as they are stored."""
-    from pipelines.definitions import daily_job
+    from pipelines.definitions import DAILY_JOB, daily_job
 
-    if job.name != daily_job().name:
+    if job.name != DAILY_JOB:
         raise MegawattError(f"only the daily job runs out of process here, not {job.name!r}")
     ours = str(uuid.uuid4())  # execute_job makes the run id: the run is found by this tag
     stop = threading.Event()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from pipelines.batch import Window
+from pipelines.batch import Part, Window
 from pipelines.contracts import COLUMNS_RULE, TYPES_RULE, Column, Contract, Rule
 from pipelines.errors import shown
 from pipelines.expectations import failing_rules
@@ -133,8 +133,9 @@ def validate(
     origin: str,
     window: Window | None,
     partition_column: str | None,
+    part: Part | None = None,
 ) -> Validation:
-    """Check relation `incoming` against `contract`.
+    """Check relation `incoming` against `contract` (its rows of `window` and `part`).
 
     Leaves temp table `checked` (the typed rows, with `_failed`: the row-level rules each breaks)
     and view `new` (the rows that break none) for the writer.
@@ -172,7 +173,7 @@ def validate(
     )
     # Great Expectations runs the plan on the rows that cast (a value that does not cast fails
     # its type only). For the row rules it failed, DuckDB tags the rows with the same predicates.
-    plan = rule_plan(contract, window, partition_column)
+    plan = rule_plan(contract, window, partition_column, part)
     row_rules = [c.rule for c in plan if c.row_level]
     failed = failing_rules(con, CAST_ROWS, plan)
     tagged = [r for r in row_rules if r.name in failed]

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipelines.batch import Scan, Window
+from pipelines.batch import Part, Scan, Window
 from pipelines.contracts import Column, Contract, parse_contract, utc_day
 from pipelines.errors import ContractViolation, DeclarationError, MegawattError, RuleError
 from pipelines.lake import LAKE, S3, Lake, extension_path
@@ -158,25 +158,37 @@ class Warehouse:
         queue on a file lock; a PostgreSQL catalog takes writers of different tables in parallel
         (optimistic), and writers of the same `table` one at a time (see `_table_lock`)."""
         self._refuse_legacy()
-        with self._write_lock(), self._table_lock(table):
-            con = _writer_connection(self.lake, self.memory_limit).cursor()
-            try:
-                con.execute(f"USE {LAKE}")
-                con.execute("SET TimeZone = 'UTC'")
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    yield con
-                    con.execute(
-                        f"CALL {LAKE}.set_commit_message(?, ?, extra_info => ?)",
-                        [AUTHOR, message, json.dumps({"run_id": run_id})],
-                    )
-                    con.execute("COMMIT")
-                except BaseException:
-                    with suppress(duckdb.Error):  # a failed COMMIT has ended it already
-                        con.execute("ROLLBACK")
-                    raise
-            finally:
-                con.close()
+        with self._write_lock(), self._table_lock(table), self._cursor() as con:
+            with self._in_transaction(con, message, run_id):
+                yield con
+
+    @staticmethod
+    @contextmanager
+    def _in_transaction(con, message: str, run_id: str | None) -> Iterator:
+        """A transaction of `con`, committed as a snapshot tagged with `run_id`, or rolled back."""
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+            con.execute(
+                f"CALL {LAKE}.set_commit_message(?, ?, extra_info => ?)",
+                [AUTHOR, message, json.dumps({"run_id": run_id})],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            with suppress(duckdb.Error):  # a failed COMMIT has ended it already
+                con.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the process's writer connection: its temp tables are its own."""
+        con = _writer_connection(self.lake, self.memory_limit).cursor()
+        try:
+            con.execute(f"USE {LAKE}")
+            con.execute("SET TimeZone = 'UTC'")
+            yield con
+        finally:
+            con.close()
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -247,6 +259,7 @@ class Warehouse:
         rollup: Rollup | None = None,
         answered_only: bool = False,
         append: bool = False,
+        part: Part | None = None,
     ) -> WriteReport:
         """Replace `window` of `contract.table` (the whole table when None) with `data`.
 
@@ -268,101 +281,134 @@ class Warehouse:
         its quarantined rows; a day equal to what is stored is not rewritten (no new file), and
         a write that changes nothing commits nothing (no snapshot). The report lists the days
         changed, with their rows, and the days found unchanged.
+
+        With `part` (site_id=...), the write is of that part of the window only: its rows must
+        all be of the part (rule `within_partition`), and only the part's stored and quarantined
+        rows are replaced. The rows are staged and validated before the write takes its turn on
+        the table (a PostgreSQL catalog's writers of different parts stage at once); a commit
+        that conflicts with another writer's is redone from the staged rows, at most
+        CONFLICT_RETRIES times, and says so.
         """
         if append and window is None:
             raise ValueError("an append is to a window of days")
-        for attempt in range(CONFLICT_RETRIES + 1):
+        if part is not None and window is None:
+            raise ValueError("a part is of a window of days")
+        self._refuse_legacy()
+        # an embedded lake takes one writer at a time, from staging to commit
+        with self._write_lock(), self._cursor() as con:
             try:
-                report = self._write(contract, data, origin, window, partition_column, params,
-                                     run_id, rebuild, rollup, answered_only, append)  # fmt: skip
-                break
+                staged = self._stage(con, contract, data, origin, window, partition_column,
+                                     params, rollup, answered_only, part)  # fmt: skip
             except _NoData as nothing:
                 return WriteReport(contract.table, 0, 0, Validation([]), [],
                                    days_without_data=nothing.days, answered=False)  # fmt: skip
-            except _Unchanged as unchanged:  # rolled back: nothing to commit, no snapshot
-                return unchanged.report
-            except duckdb.TransactionException as e:
-                if "conflict" not in str(e).lower() or attempt == CONFLICT_RETRIES:
-                    raise
-                log.warning(
-                    f"{contract.table}: the commit conflicted with another writer's (try "
-                    f"{attempt + 1} of {CONFLICT_RETRIES + 1}); writing again"
-                )
-                time.sleep(0.2 * 2**attempt)
-        report = WriteReport(**{**report.__dict__, "retries": attempt})
+            for attempt in range(CONFLICT_RETRIES + 1):
+                try:
+                    report = self._commit(con, staged, run_id, rebuild, append)
+                    break
+                except _Unchanged as unchanged:  # rolled back: nothing to commit, no snapshot
+                    return unchanged.report
+                except duckdb.TransactionException as e:
+                    if "conflict" not in str(e).lower() or attempt == CONFLICT_RETRIES:
+                        raise
+                    log.warning(
+                        f"{staged.stored.table}{f' ({part})' if part else ''}: the commit "
+                        f"conflicted with another writer's (try {attempt + 1} of "
+                        f"{CONFLICT_RETRIES + 1}); committing the staged rows again"
+                    )
+                    time.sleep(0.2 * 2**attempt)
+        report = dataclasses.replace(report, retries=attempt)
         if run_id is None:
             self.publish(None)
         return report
 
-    def _write(self, contract, data, origin, window, partition_column, params, run_id, rebuild,
-               rollup, answered_only, append) -> WriteReport:  # fmt: skip
+    def _stage(self, con, contract, data, origin, window, partition_column, params, rollup,
+               answered_only, part) -> _Staged:  # fmt: skip
+        """Stage and validate the batch in `con`'s temp tables, reading the lake but writing
+        nothing to it: `quarantined_batch` (its rows a blocking row rule keeps out) and `new`
+        (the rows to store, or their rollup)."""
         stored = contract if rollup is None else rollup.contract
-        with self.transaction(f"write {stored.table}", run_id, stored.table) as con:
+        if isinstance(data, pl.DataFrame):
+            con.register("incoming", data.to_arrow())
+        elif isinstance(data, Scan):
+            con.execute(f"CREATE TEMP VIEW incoming AS {data}")
+        else:
+            try:
+                con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
+            except duckdb.CatalogException as e:
+                if "Table with name" not in str(e):
+                    raise
+                # an input table was never built (a run of some tables, or a new one)
+                reason = str(e).splitlines()[0].removeprefix("Catalog Error: ")
+                raise MegawattError(
+                    f"{contract.table}: its query cannot run: {reason} (build its "
+                    "inputs first: `megawatt run` builds every table)"
+                ) from None
+        unanswered: list[date] = []
+        if answered_only and window is not None:
+            answered = _answered_days(con, contract, "incoming", partition_column, window)
+            unanswered = [d for d in window.days() if d not in answered]
+            if not answered:
+                raise _NoData(tuple(unanswered))
+            # the span of the days answered; a day without data inside it is kept below
+            window = Window(min(answered), max(answered) + timedelta(days=1))
+        validation = self._validate(con, contract, "incoming", origin, window, partition_column,
+                                    part)  # fmt: skip
+        # days without data inside the span answered: their rows and quarantine stay
+        kept = [d for d in unanswered if window.start <= d < window.end]
+        validation.rows_quarantined = self._stage_quarantine(
+            con, contract, window, partition_column, validation.kept_out, part
+        )
+        stored_column, rollup_validation = partition_column, None
+        if rollup is not None:
+            stored_column = rollup.partition_column
+            con.execute(f"CREATE TEMP TABLE rolled AS {rollup.query}")
+            rollup_validation = self._validate(
+                con, stored, "rolled", str(rollup.path), window, stored_column, part
+            )
+        return _Staged(contract.table, stored, window, stored_column, part, tuple(unanswered),
+                       tuple(kept), validation, rollup_validation)  # fmt: skip
+
+    def _commit(self, con, staged: _Staged, run_id, rebuild, append) -> WriteReport:
+        """Replace the stored rows (and quarantined ones) by the staged, in one transaction on
+        the table's turn; raises _Unchanged, rolled back, when nothing differs."""
+        stored, window = staged.stored, staged.window
+        with (
+            self._table_lock(stored.table),
+            self._in_transaction(
+                con, f"write {stored.table}" + (f" {staged.part}" if staged.part else ""), run_id
+            ) as con,
+        ):
             # a whole-table write replaces every row: any change of shape keeps nothing less
             reshaped = self._ensure_table(con, stored, rebuild or window is None)
-            if isinstance(data, pl.DataFrame):
-                con.register("incoming", data.to_arrow())
-            elif isinstance(data, Scan):
-                con.execute(f"CREATE TEMP VIEW incoming AS {data}")
-            else:
-                try:
-                    con.execute(f"CREATE TEMP TABLE incoming AS {data}", params or {})
-                except duckdb.CatalogException as e:
-                    if "Table with name" not in str(e):
-                        raise
-                    # an input table was never built (a run of some tables, or a new one)
-                    reason = str(e).splitlines()[0].removeprefix("Catalog Error: ")
-                    raise MegawattError(
-                        f"{contract.table}: its query cannot run: {reason} (build its "
-                        "inputs first: `megawatt run` builds every table)"
-                    ) from None
-            unanswered: list[date] = []
-            if answered_only and window is not None:
-                answered = _answered_days(con, contract, "incoming", partition_column, window)
-                unanswered = [d for d in window.days() if d not in answered]
-                if not answered:
-                    raise _NoData(tuple(unanswered))  # rolls the transaction back
-                # the span of the days answered; a day without data inside it is kept below
-                window = Window(min(answered), max(answered) + timedelta(days=1))
-            validation = self._validate(con, contract, "incoming", origin, window,
-                                        partition_column)  # fmt: skip
-            # days without data inside the span answered: their rows and quarantine stay
-            kept = [d for d in unanswered if window.start <= d < window.end]
-            validation.rows_quarantined, requarantined = self._quarantine(
-                con, contract, window, partition_column, validation.kept_out, append, kept
-            )
-            stored_column, rollup_validation = partition_column, None
-            if rollup is not None:
-                stored_column = rollup.partition_column
-                con.execute(f"CREATE TEMP TABLE rolled AS {rollup.query}")
-                rollup_validation = self._validate(
-                    con, stored, "rolled", str(rollup.path), window, stored_column
-                )
-            replaced = self._replace(con, stored, window, stored_column, kept, append)
+            requarantined = self._quarantine(con, staged.table, window, append, staged.kept,
+                                             staged.part)  # fmt: skip
+            replaced = self._replace(con, stored, window, staged.stored_column, staged.kept,
+                                     append, staged.part)  # fmt: skip
             report = WriteReport(
-                stored.table, replaced.written, replaced.total, validation, replaced.preview,
-                rollup_validation, days_without_data=tuple(unanswered),
-                days_changed=replaced.changed, days_unchanged=replaced.unchanged,
+                stored.table, replaced.written, replaced.total, staged.validation,
+                replaced.preview, staged.rollup_validation,
+                days_without_data=staged.unanswered, days_changed=replaced.changed,
+                days_unchanged=replaced.unchanged,
             )  # fmt: skip
             if not (replaced.table_changed or requarantined or reshaped):
                 raise _Unchanged(report)  # rolls the transaction back: no snapshot
         return dataclasses.replace(report, snapshot=self.latest_snapshot(run_id))
 
     @staticmethod
-    def _validate(con, contract: Contract, relation: str, origin: str, window, column):
+    def _validate(con, contract: Contract, relation: str, origin: str, window, column, part):
+        what = contract.table + (f" ({part})" if part else "")  # a part: nothing of it written
         try:
-            validation = validate(con, contract, relation, origin, window, column)
+            validation = validate(con, contract, relation, origin, window, column, part)
         except RuleError as e:
-            raise RuleError(
-                f"{contract.table}: {e} (in {contract.path}); nothing was written"
-            ) from None
+            raise RuleError(f"{what}: {e} (in {contract.path}); nothing was written") from None
 
         blocking = validation.blocking(quarantined=contract.quarantine)
         if blocking:
             # the row-level failures too: they may be why a table-level rule failed
             others = [f for f in validation.failures if f not in blocking]
             raise ContractViolation(
-                f"{contract.table}: {len(blocking)} blocking rule(s) of "
+                f"{what}: {len(blocking)} blocking rule(s) of "
                 f"{contract.path} failed, nothing was written:\n- "
                 + "\n- ".join(str(f) for f in blocking)
                 + ("\nalso failed:\n- " + "\n- ".join(map(str, others)) if others else ""),
@@ -373,9 +419,11 @@ class Warehouse:
 
     @staticmethod
     def _replace(con, contract: Contract, window: Window | None, partition_column: str | None,
-                 kept: list[date] = (), append: bool = False) -> _Replaced:  # fmt: skip
+                 kept: tuple[date, ...] = (), append: bool = False,
+                 part: Part | None = None) -> _Replaced:  # fmt: skip
         """Replace the days of the window (the table, when None) whose rows differ from those
-        of `new`, but for the `kept` days; with `append`, add `new`'s rows to their days."""
+        of `new`, but for the `kept` days; with `append`, add `new`'s rows to their days. With
+        `part`, of the part's rows only (`new` holds no other)."""
         table = quote(contract.table)
         columns = ", ".join(quote(c) for c in contract.column_names)
         changed: list[DayChange] = []
@@ -392,9 +440,14 @@ class Warehouse:
             # a plain range on the stored column, so that DuckDB prunes files by their min/max
             column = next(c for c in contract.columns if c.name == partition_column)
             where = f"{quote(column.name)} >= $start AND {quote(column.name)} < $end"
+            of_part = {}
+            if part is not None:
+                where += f" AND {quote(part.column)} = $part"
+                of_part = {"part": part.value}
             day = utc_day(quote(column.name))
             ours = _digests(con, contract, "new", day)
-            theirs = _digests(con, contract, table, day, where, _window_bounds(column, window))
+            theirs = _digests(con, contract, table, day, where,
+                              _window_bounds(column, window) | of_part)  # fmt: skip
             for d in window.days():
                 if d in kept:
                     continue
@@ -407,8 +460,9 @@ class Warehouse:
                     unchanged.append(d)
             days = [c.day for c in changed]
             if not append:
-                for part in window.without([d for d in window.days() if d not in days]):
-                    con.execute(f"DELETE FROM {table} WHERE {where}", _window_bounds(column, part))
+                for run in window.without([d for d in window.days() if d not in days]):
+                    con.execute(f"DELETE FROM {table} WHERE {where}",
+                                _window_bounds(column, run) | of_part)  # fmt: skip
             # all of `new` when every day it has changed (a day emptied has none of its rows)
             only = "" if set(days) >= set(ours) else f" WHERE {day} IN (SELECT unnest($days))"
             if days:
@@ -423,24 +477,12 @@ class Warehouse:
         (total,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
         return _Replaced(written, total, preview, tuple(changed), tuple(unchanged), table_changed)
 
-    def _quarantine(
-        self,
-        con,
-        contract: Contract,
-        window: Window | None,
-        partition_column,
-        kept_out: str,
-        append: bool = False,
-        kept: list[date] = (),
-    ) -> tuple[int, bool]:
-        """Replace (or with `append`, add to) the quarantined rows of this table and window by
-        this batch's, but for the `kept` days (without data), and only on the days whose
-        quarantined rows changed: (the batch's quarantined rows, whether the quarantine
-        changed)."""
-        quarantine = parse_contract(self.contracts_dir / f"{QUARANTINE_TABLE}.odcs.yaml")
-        reshaped = self._ensure_table(con, quarantine, rebuild=False)
+    def _stage_quarantine(self, con, contract: Contract, window: Window | None,
+                          partition_column, kept_out: str, part: Part | None) -> int:  # fmt: skip
+        """Stage temp table `quarantined_batch`: the batch's rows that `kept_out` (SQL over
+        `checked`) keeps out, as the quarantine stores them; returns how many."""
         day = "NULL::DATE"
-        bounds = {"table": contract.table}
+        bounds = {"table": contract.table, "part": str(part) if part else None}
         if window is not None:
             # A row is filed under its day, so re-running that partition replaces it; a day that
             # did not cast, or lies outside the run's window, files it under the window's start.
@@ -451,19 +493,34 @@ class Warehouse:
         con.execute(
             f"CREATE TEMP TABLE quarantined_batch AS SELECT now() AS quarantined_at, $table AS "
             f"table_name, {day} AS day, _source AS source, _row AS row_number, "
-            f"array_to_string(_failed, ', ') AS rules, _raw AS row_json FROM checked "
-            f"WHERE {kept_out if contract.quarantine else 'false'}",
+            f"array_to_string(_failed, ', ') AS rules, _raw AS row_json, $part::VARCHAR AS part "
+            f"FROM checked WHERE {kept_out if contract.quarantine else 'false'}",
             bounds,
         )
         (batch,) = con.execute("SELECT count(*) FROM quarantined_batch").fetchone()
+        return batch
+
+    def _quarantine(self, con, table: str, window: Window | None, append: bool,
+                    kept: tuple[date, ...], part: Part | None) -> bool:  # fmt: skip
+        """Replace (or with `append`, add to) the quarantined rows of `table`, its window (and
+        part) by the staged `quarantined_batch`, but for the `kept` days (without data), and
+        only on the days whose quarantined rows changed: whether the quarantine changed. A
+        part's write replaces the rows of its part and those filed without one (by a write of
+        the whole window, before the table was written by parts)."""
+        quarantine = parse_contract(self.contracts_dir / f"{QUARANTINE_TABLE}.odcs.yaml")
+        reshaped = self._ensure_table(con, quarantine, rebuild=False)
         names = ", ".join(quote(c) for c in quarantine.column_names)
         if append:
             con.execute(f"INSERT INTO {QUARANTINE_TABLE} SELECT {names} FROM quarantined_batch")
-            return batch, bool(batch) or reshaped
+            (batch,) = con.execute("SELECT count(*) FROM quarantined_batch").fetchone()
+            return bool(batch) or reshaped
         # compared without the time of quarantine: a re-run quarantining the same rows is no
         # change
         compared = [c for c in quarantine.columns if c.name != "quarantined_at"]
-        where = "table_name = $table"
+        where, bounds = "table_name = $table", {"table": table}
+        if part is not None:
+            where += " AND (part = $part OR part IS NULL)"
+            bounds["part"] = str(part)
         if window is None:
             ours = _digests(con, compared, "quarantined_batch")
             theirs = _digests(con, compared, QUARANTINE_TABLE, None, where, bounds)
@@ -471,6 +528,7 @@ class Warehouse:
             stale = where
         else:
             where += " AND day >= $start AND day < $end"
+            bounds |= {"start": window.start, "end": window.end}
             ours = _digests(con, compared, "quarantined_batch", "day")
             theirs = _digests(con, compared, QUARANTINE_TABLE, "day", where, bounds)
             days = [d for d in {*ours, *theirs} if d not in kept and ours.get(d) != theirs.get(d)]
@@ -483,7 +541,7 @@ class Warehouse:
                 f"INSERT INTO {QUARANTINE_TABLE} SELECT {names} FROM quarantined_batch{changed}",
                 {"days": days} if window is not None else {},
             )
-        return batch, bool(days) or reshaped
+        return bool(days) or reshaped
 
     def create_view(self, name: str, query: str, description: str, run_id: str | None = None):
         """(Re)create view `name`; returns its columns (name, type) for the UI. A view whose
@@ -832,6 +890,15 @@ def warehouse_of(directory: Path | str, catalog: str | None = None, data_path: s
                      lake=lake_in(directory, catalog, data_path, s3))  # fmt: skip
 
 
+def warehouse_for(settings, directory: Path | str) -> Warehouse:
+    """The warehouse in `directory` as `settings` (assets/settings.yaml, with its profile
+    chosen) declare it."""
+    lake = settings.profile.warehouse
+    s3 = S3(**lake.s3.model_dump()) if lake.s3 else None
+    return warehouse_of(directory, lake.catalog, lake.data_path, settings.warehouse.memory_limit,
+                        s3)  # fmt: skip
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 _WRITERS: dict[tuple, duckdb.DuckDBPyConnection] = {}
 
@@ -938,6 +1005,21 @@ class _Unchanged(Exception):
 
     def __init__(self, report: WriteReport | None):
         self.report = report
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A batch staged and validated in a writer's cursor, to commit."""
+
+    table: str  # the rows' table (its quarantined rows are filed under it)
+    stored: Contract  # the table stored: the rows', or their rollup's
+    window: Window | None  # the days to replace (a source's: those it answered)
+    stored_column: str | None  # the stored table's partition column
+    part: Part | None
+    unanswered: tuple[date, ...]
+    kept: tuple[date, ...]  # days without data inside the window: their rows stay
+    validation: Validation
+    rollup_validation: Validation | None
 
 
 @dataclass(frozen=True)

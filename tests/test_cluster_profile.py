@@ -18,9 +18,8 @@ from datetime import datetime
 import pytest
 
 from pipelines.declarations import load_settings
-from pipelines.lake import S3
 from pipelines.settings import ASSETS_DIR, PROJECT_DIR
-from pipelines.warehouse import warehouse_of
+from pipelines.warehouse import warehouse_for
 from tests.services import (
     S3_KEY_ID,
     S3_SECRET,
@@ -80,12 +79,7 @@ def _tables(profile: str, env: dict) -> dict[str, list[tuple]]:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        settings = load_settings(ASSETS_DIR, profile)
-        lake = settings.profile.warehouse
-        warehouse = warehouse_of(
-            env["MEGAWATT_WAREHOUSE_DIR"], lake.catalog, lake.data_path,
-            settings.warehouse.memory_limit, S3(**lake.s3.model_dump()) if lake.s3 else None,
-        )  # fmt: skip
+        warehouse = warehouse_for(load_settings(ASSETS_DIR, profile), env["MEGAWATT_WAREHOUSE_DIR"])
         with warehouse.reader() as con:
             names = [n for (n,) in con.execute(
                 "SELECT table_name FROM information_schema.tables "
@@ -151,6 +145,10 @@ def test_the_cluster_run_is_in_postgres_with_its_steps_in_processes_two_at_once(
         if a != b and a_start <= b_start < a_end
     }
     assert overlapping, spans
+    # the telemetry's sites: a step each, two of them at once
+    parts = {s for s in spans if s.startswith("miner_telemetry_daily.") and "report" not in s}
+    assert len(parts) == 4, sorted(spans)
+    assert {(a, b) for a in parts for b in parts} & overlapping, spans
     assert max(sum(s <= t < e for s, e in spans.values())
                for t, _ in spans.values()) == 2  # fmt: skip  # the profile's max_concurrent
     # it printed a line per table as its step ended, read from the server's event log

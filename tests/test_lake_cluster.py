@@ -281,6 +281,111 @@ def test_a_writer_killed_mid_write_leaves_the_last_commit_and_the_next_write_com
     assert _read(warehouse, f"SELECT * FROM {BTC} ORDER BY date") == expected
 
 
+PART_WRITER = textwrap.dedent(
+    """
+    import json, sys, time
+    from contextlib import contextmanager
+    from datetime import date, timedelta
+
+    from pipelines.batch import Part, Window
+    from pipelines.contracts import load_contracts
+    from pipelines.lake import S3, Lake
+    from pipelines.settings import ASSETS_DIR
+    from pipelines.sources.sample import SampleConnector, SampleSettings
+    from pipelines.sql_assets import parse_sql_asset
+    from pipelines.warehouse import Rollup, Warehouse
+
+    spec, site, start_at = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+    warehouse = Warehouse(spec["directory"], lake=Lake(spec["catalog"], spec["data_path"],
+                                                       S3(**spec["s3"])))
+    contracts = load_contracts()
+    rollup_sql = parse_sql_asset(ASSETS_DIR / "rollups" / "miner_telemetry_daily.sql")
+    rollup = Rollup(contracts["miner_telemetry_daily"], rollup_sql.query, "date", rollup_sql.path)
+
+    def timed(name, method):  # when each stage of the write began and ended, on stdout
+        @contextmanager
+        def wrapped(*args, **kwargs):
+            began = time.time()
+            with method(*args, **kwargs) as value:
+                print(json.dumps({"site": site, "what": name, "began": began}), flush=True)
+                yield value
+            print(json.dumps({"site": site, "what": name, "ended": time.time()}), flush=True)
+        return wrapped
+
+    stage = Warehouse._stage
+    def staged(self, *args):
+        began = time.time()
+        try:
+            return stage(self, *args)
+        finally:
+            print(json.dumps({"site": site, "what": "stage", "began": began,
+                              "ended": time.time()}), flush=True)
+    Warehouse._stage = staged
+    Warehouse._table_lock = timed("lock", Warehouse._table_lock)
+
+    window = Window(date(2024, 4, 1), date(2024, 4, 2))
+    sample = SampleConnector(SampleSettings(telemetry_machines=20_000))
+    query = sample.fetch_part("miner_telemetry", window, "ts", Part("site_id", site))
+    time.sleep(max(0.0, start_at - time.time()))  # the writers start together
+    report = warehouse.write(contracts["miner_telemetry"], query, origin="test", window=window,
+                             partition_column="ts", rollup=rollup, run_id=site,
+                             answered_only=True, part=Part("site_id", site))
+    print(json.dumps({"site": site, "what": "report", "rows": report.rows_written,
+                      "retries": report.retries}), flush=True)
+    """
+)
+
+
+def test_writers_of_two_parts_of_a_table_stage_at_once_and_take_turns_to_commit(warehouse):
+    """Two sites' telemetry of one day, written by two processes: each validates and rolls up
+    its site (the long part) while the other does, then they commit one after the other (a
+    table's writers take turns: DuckLake would refuse the second commit otherwise), and both
+    parts are stored, each whole."""
+    from pipelines.declarations import load_infrastructure
+    from pipelines.settings import ASSETS_DIR
+
+    tables = load_infrastructure(ASSETS_DIR).tables()
+    contracts = load_contracts()
+    for name in ("sites", "asic_fleet"):  # what the telemetry's rules read
+        warehouse.write(contracts[name], tables[name], origin="test")
+    lake = warehouse.lake
+    spec = {"catalog": lake.catalog, "data_path": lake.data_path, "s3": vars(lake.s3),
+            "directory": str(warehouse.directory)}  # fmt: skip
+    sites = ["se-lulea", "us-tx-rockdale"]
+    start_at = time.time() + 8
+    writers = [
+        subprocess.Popen([sys.executable, "-c", PART_WRITER, json.dumps(spec), site,
+                          str(start_at)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        for site in sites
+    ]  # fmt: skip
+    events = []
+    for writer in writers:
+        out, err = writer.communicate(timeout=600)
+        assert writer.returncode == 0, err[-3000:]
+        events += [json.loads(line) for line in out.splitlines()]
+
+    def span(site, what):
+        began = next(e["began"] for e in events if e["site"] == site and e["what"] == what)
+        ended = next(e["ended"] for e in events
+                     if e["site"] == site and e["what"] == what and "ended" in e)  # fmt: skip
+        return began, ended
+
+    (stage_a, stage_b), (lock_a, lock_b) = ([span(s, w) for s in sites] for w in ("stage", "lock"))
+    print(
+        f"\nstaged {stage_a[1] - stage_a[0]:.1f}s and {stage_b[1] - stage_b[0]:.1f}s; "
+        f"committed {lock_a[1] - lock_a[0]:.1f}s and {lock_b[1] - lock_b[0]:.1f}s"
+    )
+    assert stage_a[0] < stage_b[1] and stage_b[0] < stage_a[1]  # staged at the same time
+    assert lock_a[1] <= lock_b[0] or lock_b[1] <= lock_a[0]  # committed one after the other
+    reports = [e for e in events if e["what"] == "report"]
+    assert all(r["rows"] > 0 and r["retries"] == 0 for r in reports), reports
+    warehouse.publish(None)
+    stored = _read(warehouse, "SELECT site_id, count(*) FROM miner_telemetry_daily "
+                              "GROUP BY ALL ORDER BY ALL")  # fmt: skip
+    assert stored == sorted((r["site"], r["rows"]) for r in reports)
+
+
 # -- upkeep ------------------------------------------------------------------------------------
 def test_upkeep_merges_small_files_on_s3_and_keeps_the_published_snapshot(warehouse, s3_server):
     for offset in range(6):  # daily writes: a few small files each

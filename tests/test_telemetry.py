@@ -240,8 +240,9 @@ def test_the_drop_connector_names_the_folder_when_a_day_has_not_arrived(tmp_path
         connector.files(_window(DAY))
 
 
-def test_a_window_is_written_a_day_per_transaction(project, tmp_path):
-    """A failing day leaves the days before it written: each day is its own transaction."""
+def test_a_window_is_written_a_site_day_per_transaction(project, tmp_path):
+    """A failing site-day leaves every other written: each site's day is its own transaction,
+    and the run fails naming the site, file and row."""
     drop = tmp_path / "drop"
     files = write_files(FLEETS, 10, DAY, 2, drop)
     second = next(f for f in files if f.name.endswith(f"{DAY + timedelta(days=1)}.parquet"))
@@ -250,6 +251,20 @@ def test_a_window_is_written_a_day_per_transaction(project, tmp_path):
     _use_drop_folder(project, drop)
     result = _run(project, DAY, DAY + timedelta(days=1))
     assert not result.success
-    assert project.query("SELECT DISTINCT date FROM miner_telemetry_daily") == [(DAY,)]
-    with project.warehouse.reader() as con:  # the failed run is published with its day 1
-        assert con.execute("SELECT count(*) FROM miner_telemetry_daily").fetchone() == (10,)
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert "miner_telemetry (site_id=ca-baie-comeau): 1 blocking rule(s)" in failure.message
+    assert f"{second} rows [1, " in failure.message
+    sites = sorted({f["site_id"] for f in FLEETS})
+    written = project.query(
+        "SELECT date, site_id FROM miner_telemetry_daily GROUP BY ALL ORDER BY ALL"
+    )
+    assert written == [(DAY, s) for s in sites] + [
+        (DAY + timedelta(days=1), s) for s in sites if s != "ca-baie-comeau"
+    ]
+    with project.warehouse.reader() as con:  # the failed run is published with what it wrote
+        (at_ca,) = con.execute("SELECT count(*) FROM miner_telemetry_daily WHERE date = ? AND "
+                               "site_id = 'ca-baie-comeau'", [DAY]).fetchone()  # fmt: skip
+        assert con.execute("SELECT count(*) FROM miner_telemetry_daily").fetchone() == (
+            10 + 10 - at_ca,
+        )
+        assert at_ca > 0

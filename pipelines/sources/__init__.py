@@ -19,7 +19,7 @@ from typing import ClassVar, Protocol
 import polars as pl
 from pydantic import BaseModel, ValidationError
 
-from pipelines.batch import Window
+from pipelines.batch import Part, Window
 from pipelines.declarations import describe_validation_error
 from pipelines.errors import DeclarationError
 from pipelines.sources.ecb import EcbConnector
@@ -40,6 +40,12 @@ class Connector(Protocol):
     def __init__(self, settings: BaseModel) -> None: ...
 
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame | str: ...
+
+
+class PartConnector(Connector, Protocol):
+    """A connector that reads a part of a window on its own (`split_by` in sources.yaml)."""
+
+    def fetch_part(self, table: str, window: Window, partition_column: str, part: Part) -> str: ...
 
 
 CONNECTORS: dict[str, type[Connector]] = {

@@ -9,3 +9,7 @@ class SourceError(MegawattError):
     The message names the connector and table, the URL (secrets redacted) or file, and what was
     wrong. Nothing is written when it is raised: the asset fails, the table stays as it was.
     """
+
+
+class NotArrived(SourceError):
+    """A source has no data for the window (or part) yet: its files have not arrived."""

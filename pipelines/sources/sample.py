@@ -9,7 +9,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.batch import Window
+from pipelines.batch import Part, Window
 from pipelines.errors import cut, shown_list
 from pipelines.settings import SAMPLE_DATA_DIR
 from pipelines.sources.common import (
@@ -65,12 +65,7 @@ class SampleConnector:
 
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame | str:
         if table == "miner_telemetry":  # a query: the rows are generated in the warehouse
-            machines = self.settings.telemetry_machines
-            return (
-                f"SELECT *, 'sample telemetry of {machines} machines' AS _source, "
-                f"row_number() OVER (ORDER BY ts, machine_id) AS _row "
-                f"FROM ({generate_sql(machines, window)})"
-            )
+            return self._telemetry(window)
         if table == "gpu_offers_observed":  # the sample's GPU prices are days, not observations
             return empty(table)
         what = f"sample ({table})"
@@ -99,3 +94,18 @@ class SampleConnector:
             )
         day = utc_day(partition_column)
         return frame.filter((day >= window.start) & (day < window.end))
+
+    def fetch_part(self, table: str, window: Window, partition_column: str, part: Part) -> str:
+        """One site's telemetry (`part`: site_id=...), generated alone."""
+        if table != "miner_telemetry" or part.column != "site_id":
+            raise SourceError(f"sample ({table}): cannot be read by {part.column}")
+        return self._telemetry(window, part.value)
+
+    def _telemetry(self, window: Window, site_id: str | None = None) -> str:
+        machines = self.settings.telemetry_machines
+        of_site = f" at {site_id}" if site_id else ""
+        return (
+            f"SELECT *, 'sample telemetry of {machines} machines{of_site}' AS _source, "
+            f"row_number() OVER (ORDER BY ts, machine_id) AS _row "
+            f"FROM ({generate_sql(machines, window, site_id=site_id)})"
+        )

@@ -26,10 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
-from pipelines.batch import Window
+from pipelines.batch import Part, Window
 from pipelines.errors import cut, shown
 from pipelines.sources.common import COLUMNS, RULE, TS_SHAPE, not_text, why_not_time
-from pipelines.sources.errors import SourceError
+from pipelines.sources.errors import NotArrived, SourceError
 from pipelines.sources.file_drop import DropFolderSettings, check_header, existing_folder
 from pipelines.sqltext import literal
 from pipelines.telemetry import scan_sql
@@ -107,19 +107,23 @@ class TelemetryDropConnector:
     def __init__(self, settings: TelemetryDropSettings):
         self.settings = settings
 
-    def files(self, window: Window) -> list[Path]:
+    def files(self, window: Window, site_id: str | None = None) -> list[Path]:
+        """The files of the window's days (of one site's, with `site_id`: its id in the name)."""
         folder = existing_folder(self.settings, "telemetry_drop")
         chosen = []
         for path in sorted(folder.glob(self.settings.glob)):
             found = DAY_IN_NAME.search(path.name)
             if found is None:
                 raise SourceError(f"telemetry_drop: {path} has no UTC day (YYYY-MM-DD) in its name")
-            if window.start <= date.fromisoformat(found.group(1)) < window.end:
+            of_site = site_id is None or f"_{site_id}_" in path.name
+            if of_site and window.start <= date.fromisoformat(found.group(1)) < window.end:
                 chosen.append(path)
         if not chosen:
-            raise SourceError(
+            raise NotArrived(
                 f"telemetry_drop: no file matching {self.settings.glob!r} in {folder} holds a day "
-                f"in [{window.start}, {window.end}): the export has not arrived"
+                f"in [{window.start}, {window.end})"
+                + (f" of site {site_id}" if site_id else "")
+                + ": the export has not arrived"
             )
         for path in chosen:  # each file whole: a column missing in one is not a null
             check_header("telemetry_drop", path, _columns(path), COLUMNS["miner_telemetry"])
@@ -127,5 +131,13 @@ class TelemetryDropConnector:
 
     def fetch(self, table: str, window: Window, partition_column: str) -> str:
         files = self.files(window)
+        _check_csv_ts(files)
+        return scan_sql(files)
+
+    def fetch_part(self, table: str, window: Window, partition_column: str, part: Part) -> str:
+        """One site's files (`part`: site_id=..., the site in each file's name)."""
+        if part.column != "site_id":
+            raise SourceError(f"telemetry_drop: files are not named by {part.column}")
+        files = self.files(window, part.value)
         _check_csv_ts(files)
         return scan_sql(files)
