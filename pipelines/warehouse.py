@@ -1,8 +1,10 @@
 """The warehouse: a DuckLake whose every write is one transaction, and whose readers see whole runs.
 
-Every write is one DuckLake transaction: make the table match its contract, stage and validate the
-batch, quarantine, replace the window, commit. A failure rolls it all back. Each commit is a
-snapshot, tagged with the run that made it.
+Every write stages and validates its batch in temp tables of its own, then commits it in one
+DuckLake transaction: make the table match its contract, quarantine, replace the window (or a
+part of it: a site's), commit. A failure rolls it all back. Each commit is a snapshot, tagged
+with the run that made it. Writers of one table take turns only for the transaction, so on a
+PostgreSQL catalog the staging of different parts runs at once.
 
 Readers read the *published* snapshot: a run that ends records its last snapshot as published
 (`megawatt.published`), and readers attach the lake read-only at that snapshot. They never see a

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager, suppress
 from datetime import datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines.declarations import load_settings
 from pipelines.settings import ASSETS_DIR, PROJECT_DIR
@@ -74,18 +78,25 @@ def sample_in_both(postgres: Postgres, s3_server: S3Server, tmp_path_factory):
             (("cluster", cluster), ("local", local))}  # fmt: skip
 
 
-def _tables(profile: str, env: dict) -> dict[str, list[tuple]]:
-    """Every table and view the profile's warehouse published, its rows in order."""
+@contextmanager
+def _published(profile: str, env: dict, assets_dir: Path = ASSETS_DIR):
+    """A reader of what the profile's warehouse published, in environment `env`."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        warehouse = warehouse_for(load_settings(ASSETS_DIR, profile), env["MEGAWATT_WAREHOUSE_DIR"])
-        with warehouse.reader() as con:
-            names = [n for (n,) in con.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_catalog = current_database() AND table_schema = 'main' ORDER BY 1"
-            ).fetchall()]  # fmt: skip
-            return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY ALL').fetchall() for n in names}
+        settings = load_settings(assets_dir, profile)
+        with warehouse_for(settings, env["MEGAWATT_WAREHOUSE_DIR"]).reader() as con:
+            yield con
+
+
+def _tables(profile: str, env: dict) -> dict[str, list[tuple]]:
+    """Every table and view the profile's warehouse published, its rows in order."""
+    with _published(profile, env) as con:
+        names = [n for (n,) in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_catalog = current_database() AND table_schema = 'main' ORDER BY 1"
+        ).fetchall()]  # fmt: skip
+        return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY ALL').fetchall() for n in names}
 
 
 def _close(a, b) -> bool:
@@ -218,3 +229,79 @@ def test_a_run_launched_in_dg_dev_is_queued_and_run_by_its_daemon(sample_in_both
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=60)
+
+
+def test_two_runs_at_once_and_a_worker_killed_mid_write(postgres, s3_server, tmp_path):
+    """Two runs of the telemetry at once, two days of 40,000 machines; one site's worker of one
+    of them is killed (SIGKILL) as it writes its part: that run fails and names the step, the
+    other succeeds, no snapshot of the killed part appears, and a re-run of the day heals it."""
+    env = cluster_environment(postgres, s3_server, tmp_path)
+    assets = tmp_path / "assets"
+    shutil.copytree(ASSETS_DIR, assets)
+    sources = yaml.safe_load((assets / "sources.yaml").read_text())
+    sources["sources"]["miner_telemetry"]["connectors"] = {"sample": {"telemetry_machines": 40000}}
+    (assets / "sources.yaml").write_text(yaml.safe_dump(sources, sort_keys=False))
+    env["MEGAWATT_ASSETS_DIR"] = str(assets)
+    days = ["2024-04-01", "2024-04-02"]
+
+    def run(day: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "run", "--start", day, "--end", day,
+             "--select", "sites", "asic_fleet", "miner_telemetry_daily"],
+            env={**os.environ, **env}, cwd=PROJECT_DIR, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    runs = {day: run(day) for day in days}
+    step = "miner_telemetry_daily.se_lulea"
+    deadline = time.monotonic() + 300
+    query = (
+        "SELECT run_id, event::json->'dagster_event'->>'pid' FROM event_logs WHERE step_key = "
+        f"'{step}' AND dagster_event_type = 'STEP_START' ORDER BY id LIMIT 1"
+    )
+    started = ""
+    while not started:
+        assert time.monotonic() < deadline and all(r.poll() is None for r in runs.values())
+        time.sleep(0.2)
+        with suppress(subprocess.CalledProcessError):  # no event_logs table before the first
+            started = postgres.psql(query, env["DAGSTER_PG_DB"]).strip()
+    killed_run, pid = started.split("|")
+    # into its write (generating, validating and rolling up the site's machines): once its
+    # step has used a second of CPU
+    at_start = _cpu_seconds(int(pid))
+    while _cpu_seconds(int(pid)) < at_start + 1:
+        time.sleep(0.05)
+    os.kill(int(pid), signal.SIGKILL)
+    ended = {day: (r.wait(timeout=900), r.stderr.read()) for day, r in runs.items()}
+    statuses = dict(
+        line.split("|")
+        for line in postgres.psql("SELECT run_id, status FROM runs", env["DAGSTER_PG_DB"]).split()
+    )
+    assert sorted(statuses.values()) == ["FAILURE", "SUCCESS"], (statuses, ended)
+    assert statuses[killed_run] == "FAILURE"
+    failed_day = next(d for d, (code, _) in ended.items() if code)
+    assert step in ended[failed_day][1]  # the run names the step whose worker died
+    print(next(line for line in ended[failed_day][1].splitlines() if step in line))
+    snapshots = postgres.psql(
+        "SELECT commit_message, commit_extra_info FROM ducklake_snapshot_changes",
+        env["MEGAWATT_LAKE_DB"],
+    )
+    of_killed = [s for s in snapshots.splitlines() if killed_run in s]
+    assert of_killed and not any("site_id=se-lulea" in s for s in of_killed), of_killed
+    # the re-run heals the day: every site of both days
+    rerun = _megawatt("run", "--start", failed_day, "--end", failed_day, "--select", "sites",
+                      "asic_fleet", "miner_telemetry_daily", env=env)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    with _published("cluster", env, assets) as con:
+        stored = con.execute(
+            "SELECT CAST(date AS VARCHAR), count(DISTINCT site_id), count(*) "
+            "FROM miner_telemetry_daily GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert [(d, sites) for d, sites, _ in stored] == [(d, 4) for d in days]
+    assert stored[0][2] == stored[1][2] == 40000
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process `pid` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
