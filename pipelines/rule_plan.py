@@ -62,16 +62,17 @@ def rule_plan(
     for rule in contract.rules:
         if rule.unique_key:
             key = ", ".join(quote(k) for k in rule.unique_key)
-            same = " AND ".join(
-                f"kept.{quote(k)} IS NOT DISTINCT FROM dupes.{quote(k)}" for k in rule.unique_key
-            )
-            # the duplicated keys first, by a plain grouping that spills to disk past the memory
-            # limit; then their rows listed (a list per key of 144 million would not spill)
+            # The keys seen twice in the batch by a 64-bit hash first: a grouping of integers,
+            # cheap, and spilling to disk past the memory limit (a list per key of 144 million
+            # rows would not). A key duplicated among the rows kept has its hash among them (the
+            # kept rows are some of the batch's), so only the rows with those hashes, usually
+            # none, are checked exactly, and their rows listed.
+            seen_twice = f"SELECT hash({key}) FROM {{batch}} GROUP BY ALL HAVING count(*) > 1"
             failing = (
-                f"SELECT {', '.join(f'kept.{quote(k)}' for k in rule.unique_key)}, "
-                "count(*) AS copies, list(_row ORDER BY _row) AS rows, min(_source) AS _source "
-                f"FROM {kept} AS kept SEMI JOIN (SELECT {key} FROM {kept} AS kept GROUP BY ALL "
-                f"HAVING count(*) > 1) AS dupes ON {same} GROUP BY ALL ORDER BY min(_row)"
+                f"SELECT {key}, count(*) AS copies, list(_row ORDER BY _row) AS rows, "
+                f"min(_source) AS _source FROM (SELECT * FROM {{batch}} AS new WHERE hash({key}) "
+                f"IN ({seen_twice}) AND {keeps or 'true'}) AS kept "
+                "GROUP BY ALL HAVING count(*) > 1 ORDER BY min(_row)"
             )
         elif rule.row_count_between:
             failing = _row_count(rule, kept, window, partition_column)
