@@ -542,8 +542,9 @@ def _write_daily(warehouse: Warehouse, rows_contract: Contract, rollup: Rollup, 
     """Write a rolled-up source `rollup.days_per_write` days per transaction, so that a backfill
     holds that many days in memory; with `part`, that part of those days only, and a day without
     its data (no file arrived, or no rows) keeps its stored rows, and a day that breaks the
-    contract fails alone (the others are written, each is a transaction). A rebuild makes the
-    table anew in the first write."""
+    contract fails alone (the others are written, each is a transaction). With `rebuild`, the
+    first write (of any part) to find the table's shape changed makes it anew; the later ones
+    find it as the contract declares it."""
     written = Written()
     for day in window.chunks(rollup.days_per_write):
         try:
@@ -551,7 +552,7 @@ def _write_daily(warehouse: Warehouse, rows_contract: Contract, rollup: Rollup, 
             report = warehouse.write(
                 rows_contract, data, origin=origin, window=day, partition_column=partition_column,
                 params=params, rollup=rollup, run_id=run_id, answered_only=part is not None,
-                rebuild=rebuild and not written.reports, part=part,
+                rebuild=rebuild, part=part,
             )  # fmt: skip
         except NotArrived as error:
             if part is None:
