@@ -21,6 +21,7 @@ from pipelines.sources.common import (
     utc_day,
 )
 from pipelines.sources.errors import SourceError
+from pipelines.sqltext import literal
 from pipelines.telemetry import generate_sql
 
 
@@ -105,7 +106,7 @@ class SampleConnector:
         machines = self.settings.telemetry_machines
         of_site = f" at {site_id}" if site_id else ""
         return (
-            f"SELECT *, 'sample telemetry of {machines} machines{of_site}' AS _source, "
+            f"SELECT *, {literal(f'sample telemetry of {machines} machines{of_site}')} AS _source, "
             f"row_number() OVER (ORDER BY ts, machine_id) AS _row "
             f"FROM ({generate_sql(machines, window, site_id=site_id)})"
         )
