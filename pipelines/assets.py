@@ -30,7 +30,7 @@ from pipelines.lake import S3
 from pipelines.lineage import column_lineage, lineage_table
 from pipelines.plots import PlotSpec, markdown_image, render_png
 from pipelines.settings import PROJECT_DIR
-from pipelines.sources import build_connector
+from pipelines.sources import PartConnector, build_connector
 from pipelines.sources.errors import NotArrived
 from pipelines.sql_assets import SqlAssetSpec
 from pipelines.sqltext import quote
@@ -501,7 +501,7 @@ def table_asset(
                 written = _write_daily(warehouse.get(), rows_contract, rollup, window,
                                        partition_column, compute, context.run.run_id, rebuild,
                                        None, context.log)  # fmt: skip
-                report, checked = _combined(written, rows_contract, rollup, window)
+                report, checked = _combined([written], rows_contract, rollup, window)
         except ContractViolation as violation:  # show which rules failed, then fail the step
             yield from failed(violation)
         except MegawattError as error:  # our own message, without a traceback
@@ -574,13 +574,11 @@ def _write_daily(warehouse: Warehouse, rows_contract: Contract, rollup: Rollup, 
     return written
 
 
-def _combined(written: list[Written] | Written, rows_contract: Contract, rollup: Rollup,
+def _combined(written: list[Written], rows_contract: Contract, rollup: Rollup,
               window: Window) -> tuple[WriteReport, list]:  # fmt: skip
-    """The writes of a rolled-up source (of all its parts) as one report (the last write's, with
-    the rows written by all) and the check results of all; raises the first part's violation,
-    or when no part had data, why."""
-    if isinstance(written, Written):
-        written = [written]
+    """The writes of a rolled-up source (of each of its parts) as one report (the last write's,
+    with the rows written by all) and the check results of all; raises the first part's
+    violation, or when no part had data, why."""
     reports = [r for w in written for r in w.reports]
     violations = [v for w in written for v in w.violations]
     missing = [m for w in written for m in w.missing]
@@ -744,7 +742,7 @@ def source_asset(
     }
 
     if source.split_by and (
-        len(connectors) > 1 or not all(hasattr(c, "fetch_part") for c in connectors.values())
+        len(connectors) > 1 or not all(isinstance(c, PartConnector) for c in connectors.values())
     ):
         raise DeclarationError(
             f"{where}: split_by {source.split_by!r} needs one connector that reads a part on its "

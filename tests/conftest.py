@@ -41,7 +41,7 @@ class Project:
         job = (defs or self.definitions()).resolve_job_def(DAILY_JOB)
         tags = {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
         result = job.execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(),
             tags=tags | kwargs.pop("tags", {}),
             run_config=QUIET,
             **kwargs,

@@ -4,6 +4,7 @@ files themselves, not taken from the pipeline."""
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from pipelines.alerts import failure_message
 from pipelines.batch import Window
 from pipelines.declarations import load_infrastructure
 from pipelines.settings import ASSETS_DIR
-from pipelines.sources.errors import SourceError
+from pipelines.sources.errors import NotArrived, SourceError
 from pipelines.sources.telemetry_drop import TelemetryDropConnector, TelemetryDropSettings
 from pipelines.telemetry import write_files
 from tests.conftest import Project
@@ -47,12 +48,13 @@ def _use_drop_folder(project: Project, folder: Path, glob: str = "telemetry_*.pa
 TELEMETRY_ASSETS = ["sites", "asic_fleet", "miner_telemetry_daily", "fleet_health_daily"]
 
 
-def _run(project: Project, start: date, end: date):
+def _run(project: Project, start: date, end: date, **kwargs):
     return project.run(
         start.isoformat(),
         end.isoformat(),
         asset_selection=[dg.AssetKey(k) for k in TELEMETRY_ASSETS],
         raise_on_error=False,
+        **kwargs,
     )
 
 
@@ -268,3 +270,35 @@ def test_a_window_is_written_a_site_day_per_transaction(project, tmp_path):
             10 + 10 - at_ca,
         )
         assert at_ca > 0
+
+
+def test_a_site_whose_files_have_not_arrived_keeps_its_rows_and_holds_back_no_other(
+    project, tmp_path
+):
+    """Written site by site: a day without one site's file writes the other sites, keeps what
+    is stored of the missing one, and says which; the file arriving later fills it in. A file
+    of a site whose id ends another's (`lulea`, `se-lulea`) is not taken for it."""
+    drop = tmp_path / "drop"
+    files = write_files(FLEETS, 10, DAY, 1, drop)
+    late = next(f for f in files if "_no-narvik_" in f.name)
+    held = late.rename(tmp_path / late.name)
+    _use_drop_folder(project, drop)
+    instance = dg.DagsterInstance.ephemeral()
+    result = _run(project, DAY, DAY, instance=instance)
+    assert result.success
+    warnings = [r.user_message for r in instance.all_logs(result.run_id)
+                if r.level == logging.WARNING]  # fmt: skip
+    assert any("of site no-narvik: the export has not arrived" in w for w in warnings), warnings
+    sites = sorted({f["site_id"] for f in FLEETS})
+    stored = "SELECT DISTINCT site_id FROM miner_telemetry_daily ORDER BY 1"
+    assert project.query(stored) == [(s,) for s in sites if s != "no-narvik"]
+    held.rename(late)  # it arrives: the day's re-run adds it, the others unchanged
+    assert _run(project, DAY, DAY).success
+    assert project.query(stored) == [(s,) for s in sites]
+    connector = TelemetryDropConnector(TelemetryDropSettings(folder=drop))
+    day = Window(DAY, DAY + timedelta(days=1))
+    assert [f.name for f in connector.files(day, "se-lulea")] == [
+        f"telemetry_se-lulea_{DAY}.parquet"
+    ]
+    with pytest.raises(NotArrived, match="of site lulea: the export has not arrived"):
+        connector.files(day, "lulea")

@@ -14,7 +14,7 @@ it cannot say, as file_drop), which the declarations check the sites' zones agai
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 import polars as pl
 from pydantic import BaseModel, ValidationError
@@ -42,6 +42,7 @@ class Connector(Protocol):
     def fetch(self, table: str, window: Window, partition_column: str) -> pl.DataFrame | str: ...
 
 
+@runtime_checkable
 class PartConnector(Connector, Protocol):
     """A connector that reads a part of a window on its own (`split_by` in sources.yaml)."""
 

@@ -115,7 +115,8 @@ class TelemetryDropConnector:
             found = DAY_IN_NAME.search(path.name)
             if found is None:
                 raise SourceError(f"telemetry_drop: {path} has no UTC day (YYYY-MM-DD) in its name")
-            of_site = site_id is None or f"_{site_id}_" in path.name
+            # the site's id right before the day: `telemetry_<site>_<day>...`
+            of_site = site_id is None or path.name[: found.start()].endswith(f"_{site_id}_")
             if of_site and window.start <= date.fromisoformat(found.group(1)) < window.end:
                 chosen.append(path)
         if not chosen:
