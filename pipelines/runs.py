@@ -113,25 +113,24 @@ class Progress:
         passed, warned, failed = self.checks.get(step, [0, 0, 0])
         table, _, node = step.partition(".")  # a graph's step: a part, or the part's report
         label = table if node == REPORT_STEP else f"{node} part" if node else step
-        part = self.parts.get(step)
-        if part is not None:
-            span = f"{part['days_written']} day(s) written"
-            what = f"{span:>20} {part['rows_written']:>10,} rows"
-            if part["rows_quarantined"]:
-                what += f" ({part['rows_quarantined']:,} quarantined)"
+        written = self.parts.get(step)  # what a part's step wrote, or a table's
+        if written is not None:
+            span = f"{written['days_written']} day(s) written"
         elif not days:
             what = "no data: its stored days are kept"
         elif "rows_written" not in metadata:
             what = "view"
         else:
+            written = metadata
             whole = metadata.get("window") == "whole table"
             span = "whole table" if whole else f"{days} day{'s' if days > 1 else ''}"
             changed = metadata.get("days_changed", days)
             if not whole and changed != days:  # the others were read and found unchanged
                 span += f", {changed} changed" if changed else ", unchanged"
-            what = f"{span:>20} {metadata['rows_written']:>10,} rows"
-            if metadata.get("rows_quarantined"):
-                what += f" ({metadata['rows_quarantined']:,} quarantined)"
+        if written is not None:
+            what = f"{span:>20} {written['rows_written']:>10,} rows"
+            if written.get("rows_quarantined"):
+                what += f" ({written['rows_quarantined']:,} quarantined)"
         checked = passed + warned + failed
         verdict = (
             f"{checked} checks " + ("passed" if not (warned or failed) else

@@ -383,8 +383,7 @@ class Warehouse:
         ):
             # a whole-table write replaces every row: any change of shape keeps nothing less
             reshaped = self._ensure_table(con, stored, rebuild or window is None)
-            requarantined = self._quarantine(con, staged.table, window, append, staged.kept,
-                                             staged.part)  # fmt: skip
+            requarantined = self._quarantine(con, staged, append)
             replaced = self._replace(con, stored, window, staged.stored_column, staged.kept,
                                      append, staged.part)  # fmt: skip
             report = WriteReport(
@@ -502,20 +501,19 @@ class Warehouse:
         (batch,) = con.execute("SELECT count(*) FROM quarantined_batch").fetchone()
         return batch
 
-    def _quarantine(self, con, table: str, window: Window | None, append: bool,
-                    kept: tuple[date, ...], part: Part | None) -> bool:  # fmt: skip
-        """Replace (or with `append`, add to) the quarantined rows of `table`, its window (and
-        part) by the staged `quarantined_batch`, but for the `kept` days (without data), and
+    def _quarantine(self, con, staged: _Staged, append: bool) -> bool:
+        """Replace (or with `append`, add to) the quarantined rows of the staged batch's table,
+        window (and part) by its `quarantined_batch`, but for its `kept` days (without data), and
         only on the days whose quarantined rows changed: whether the quarantine changed. A
         part's write replaces the rows of its part and those filed without one (by a write of
         the whole window, before the table was written by parts)."""
+        table, window, kept, part = staged.table, staged.window, staged.kept, staged.part
         quarantine = parse_contract(self.contracts_dir / f"{QUARANTINE_TABLE}.odcs.yaml")
         reshaped = self._ensure_table(con, quarantine, rebuild=False)
         names = ", ".join(quote(c) for c in quarantine.column_names)
         if append:
             con.execute(f"INSERT INTO {QUARANTINE_TABLE} SELECT {names} FROM quarantined_batch")
-            (batch,) = con.execute("SELECT count(*) FROM quarantined_batch").fetchone()
-            return bool(batch) or reshaped
+            return bool(staged.validation.rows_quarantined) or reshaped
         # compared without the time of quarantine: a re-run quarantining the same rows is no
         # change
         compared = [c for c in quarantine.columns if c.name != "quarantined_at"]
